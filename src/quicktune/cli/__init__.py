@@ -1,0 +1,26 @@
+"""`quicktune` command line. Thin: each command parses arguments, calls the library, reports.
+
+Commands live in their own modules (each exposes `register(app)`); heavy imports happen inside
+the command functions so `quicktune --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from quicktune.cli import benchmark_cmd, collect_cmd, metadataset_cmd, metatrain_cmd, suggest_cmd
+
+app = typer.Typer(
+    name="quicktune",
+    help="Which pretrained image model to fine-tune on your data, with which hyperparameters.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for _module in (suggest_cmd, collect_cmd, metatrain_cmd, benchmark_cmd, metadataset_cmd):
+    _module.register(app)
+
+
+def main() -> None:
+    app()

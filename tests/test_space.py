@@ -1,0 +1,59 @@
+import math
+
+import pytest
+import torch
+
+from quicktune.space import ELR_BOUNDS, Config, SearchSpace
+
+
+def test_lr_is_elr_times_one_minus_momentum_for_sgd():
+    c = Config("resnet20", elr=0.1, weight_decay=1e-4, momentum=0.9)
+    assert c.lr == pytest.approx(0.01)
+    assert Config.from_lr("resnet20", 0.01, momentum=0.9, weight_decay=1e-4) == c
+
+
+def test_adaptive_optimizers_keep_lr():
+    c = Config.from_lr("m", 3e-4, momentum=0.9, optimizer="adamw")
+    assert c.elr == pytest.approx(3e-4) and c.lr == pytest.approx(3e-4) and c.optimizer == "adamw"
+
+
+def test_plain_sgd_elr_equals_lr():
+    assert Config.from_lr("m", 0.05, momentum=0.0).elr == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [(dict(elr=0.0), "elr"), (dict(elr=1e-2, momentum=1.0), "momentum"), (dict(elr=1e-2, weight_decay=-1), "weight_decay")],
+)
+def test_invalid_configs_state_the_rule(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        Config("m", **kwargs)
+
+
+def test_configs_hash_by_value_whatever_the_extras_order():
+    a = Config("m", 0.1, extras={"b": 1, "a": "x"})
+    b = Config("m", 0.1, extras=(("a", "x"), ("b", 1)))
+    assert a == b and hash(a) == hash(b)
+
+
+def test_encoding_is_in_unit_cube_and_log_scaled():
+    space = SearchSpace.grid(["a", "b"], elrs=[1e-4, 1e-3, 1e-2], weight_decays=[0.0, 1e-4])
+    x = space.encode()
+    assert x.shape == (12, space.dim) and x.min() >= 0 and x.max() <= 1
+    # log scale: equal ratios of ELR are equal steps of the encoding
+    elr_col = x[:, 0].unique()
+    assert torch.allclose(elr_col.diff(), elr_col.diff()[0].expand_as(elr_col.diff()))
+    lo, hi = (math.log10(b) for b in ELR_BOUNDS)
+    assert elr_col[0].item() == pytest.approx((math.log10(1e-4) - lo) / (hi - lo))
+    assert space.model_index().tolist() == [0] * 6 + [1] * 6
+
+
+def test_extras_numeric_and_categorical_round_trip_through_state():
+    configs = [Config("m", 0.01, extras={"batch_size": b, "optimizer": o}) for b in (8, 256) for o in ("adam", "sgd")]
+    space = SearchSpace(configs)
+    assert "optimizer=adam" in space.hp_names and "batch_size" in space.hp_names
+    again = SearchSpace.from_state_dict(space.state_dict(), configs)
+    assert torch.equal(space.encode(), again.encode())
+    new = SearchSpace.from_state_dict(space.state_dict(), [Config("unknown", 0.01, extras={"batch_size": 10_000})])
+    assert new.model_index().tolist() == [-1]
+    assert new.encode().max() <= 1.0  # out-of-range extras are clipped, not extrapolated
