@@ -62,3 +62,36 @@ def synthetic_runs(
                                  versions=json.dumps({"finetune": FINETUNE_VERSION}), written_at=time.time())
                         )
     return pd.DataFrame(rows)
+
+
+def make_image_folder(
+    root: Path,
+    classes: int = 3,
+    per_class: int = 12,
+    size: int = 16,
+    split: bool = False,
+    val_per_class: int = 4,
+    seed: int = 0,
+    mode: str = "RGB",
+) -> Path:
+    """Write a tiny ImageFolder of PNGs whose class is its colour (plus noise), so a small model
+    learns it in an epoch or two. split=True writes train/ and val/ sub-folders."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    palette = rng.uniform(30, 225, size=(classes, 3))
+    # Spread the class colours apart so even a random-init model separates them quickly.
+    for c in range(classes):
+        palette[c, c % 3] = 255.0
+    parts = [("train", per_class), ("val", val_per_class)] if split else [("", per_class)]
+    for sub, n in parts:
+        for c in range(classes):
+            d = (root / sub / f"class_{c}") if sub else (root / f"class_{c}")
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                px = np.clip(palette[c] + rng.normal(0, 20, size=(size, size, 3)), 0, 255).astype(np.uint8)
+                im = Image.fromarray(px, mode="RGB")
+                if mode != "RGB":
+                    im = im.convert(mode)
+                im.save(d / f"{i:03d}.png")
+    return root

@@ -57,3 +57,15 @@ def test_extras_numeric_and_categorical_round_trip_through_state():
     new = SearchSpace.from_state_dict(space.state_dict(), [Config("unknown", 0.01, extras={"batch_size": 10_000})])
     assert new.model_index().tolist() == [-1]
     assert new.encode().max() <= 1.0  # out-of-range extras are clipped, not extrapolated
+
+
+@pytest.mark.parametrize("optimizer", ["nesterov", "momentum"])
+def test_sgd_family_with_momentum_uses_elr_and_records_the_optimizer(optimizer):
+    c = Config.from_lr("m", 0.01, momentum=0.5, optimizer=optimizer)
+    assert c.elr == pytest.approx(0.02) and c.lr == pytest.approx(0.01) and c.optimizer == optimizer
+    assert Config.from_lr("m", 0.01, momentum=0.0, optimizer=optimizer).elr == pytest.approx(0.01)
+
+
+def test_plain_sgd_is_the_default_and_is_not_stored_as_an_extra():
+    c = Config.from_lr("m", 0.01, momentum=0.9)
+    assert c.optimizer == "sgd" and c.extras == ()

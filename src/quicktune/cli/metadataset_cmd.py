@@ -1,9 +1,116 @@
-"""`quicktune metadataset` (being written; see the open issues)."""
+"""`quicktune metadataset`: import the published Quick-Tune meta-dataset, inspect and compact stores."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+from quicktune.cli._common import fail
+
+# Imported copies of published data live here by default; .gitignore keeps them out of commits.
+DEFAULT_IMPORT_ROOT = Path("metadataset") / "imported"
+
+metadataset_app = typer.Typer(
+    name="metadataset",
+    help="Import, inspect and compact meta-datasets of learning curves.",
+    no_args_is_help=True,
+)
+
+
+@metadataset_app.command("import-quicktune")
+def import_quicktune_cmd(
+    path: Annotated[Path, typer.Argument(help="A Quick-Tune meta-dataset version folder (table.csv, curves/, meta/).")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Store directory [default: metadataset/imported/<folder name>].")] = None,
+) -> None:
+    """Import a published Quick-Tune meta-dataset (micro, mini or extended) into a store."""
+    from rich.console import Console
+
+    from quicktune.metadataset import MetaDatasetStore, StoreError, import_quicktune
+
+    out = out if out is not None else DEFAULT_IMPORT_ROOT / path.resolve().name
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out}: exists and is not a directory")
+    console = Console()
+    try:
+        with console.status(f"importing {path} ..."):
+            store = MetaDatasetStore(out)
+            summary = import_quicktune(path, store)
+    except StoreError as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"{out}: cannot write the store ({e.strerror})")
+    console.print(
+        f"imported {summary['source']}: {summary['datasets']} datasets, {summary['models']} models, "
+        f"{summary['runs']} runs, {summary['epochs']} epochs, {summary['total_hours']:.1f} h of recorded compute "
+        f"-> {out} ({summary['seconds']:.1f} s)",
+        highlight=False, soft_wrap=True,
+    )
+
+
+@metadataset_app.command("info")
+def info_cmd(
+    path: Annotated[Path, typer.Argument(help="A meta-dataset store or a Quick-Tune meta-dataset folder.")] = Path("metadataset"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Datasets, models, runs, epochs and recorded compute of a meta-dataset."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from quicktune.metadataset import StoreError, load_rows, summarize
+
+    try:
+        runs, features = load_rows(path)
+    except StoreError as e:
+        fail(str(e))
+    s = summarize(runs, features)
+    if as_json:
+        typer.echo(json.dumps({"path": str(path), **s}, indent=2))
+        return
+    console = Console()
+    console.print(
+        f"{path}: {s['datasets']} datasets, {s['models']} models, {s['runs']} runs, {s['epochs']} epochs "
+        f"(up to {s['max_epochs']} per run), {s['total_hours']:.1f} h of recorded compute",
+        highlight=False, soft_wrap=True,
+    )
+    console.print(f"sources: {', '.join(s['sources'])}; statuses: "
+                  + ", ".join(f"{k} {v}" for k, v in s["statuses"].items()), highlight=False, soft_wrap=True)
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("dataset", no_wrap=True)
+    for col in ("runs", "models", "epochs", "hours", "best acc", "samples", "classes"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for d in s["per_dataset"]:
+        f = d["features"]
+        table.add_row(
+            d["dataset"], str(d["runs"]), str(d["models"]), str(d["epochs"]), f"{d['hours']:.1f}",
+            f"{d['best_acc']:.3f}",
+            f"{f['n_samples']:.0f}" if "n_samples" in f else "-", f"{f['n_classes']:.0f}" if "n_classes" in f else "-",
+        )
+    console.print(table)
+
+
+@metadataset_app.command("compact")
+def compact_cmd(
+    store_dir: Annotated[Path, typer.Argument(metavar="STORE", help="A meta-dataset store directory.")],
+) -> None:
+    """Fold a store's part files into one snapshot and write manifest.json (rows, content hash)."""
+    from quicktune.metadataset import MetaDatasetStore, StoreError
+    from quicktune.metadataset.loading import is_store_dir
+
+    if not is_store_dir(store_dir):
+        fail(f"{store_dir}: not a meta-dataset store (no runs/ folder)")
+    try:
+        manifest = MetaDatasetStore(store_dir, create=False).compact()
+    except StoreError as e:
+        fail(str(e))
+    runs = manifest["runs"]
+    typer.echo(
+        f"compacted {store_dir}: {runs['rows']} rows ({runs['n_runs']} runs), "
+        f"{manifest['features']['rows']} feature rows; content hash {runs['content_hash']}"
+    )
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.add_typer(metadataset_app, name="metadataset")

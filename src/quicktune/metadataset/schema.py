@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from quicktune.space import Config
+if TYPE_CHECKING:  # space.py imports torch; the store (and its writers) should not need it
+    from quicktune.space import Config
 
 SCHEMA_VERSION = 1
 
@@ -86,5 +87,7 @@ def run_key(dataset: str, config: Config, seed: int, max_epochs: int, finetune_v
 
 def config_from_row(row: Any) -> Config:
     """Rebuild the Config of a meta-dataset row (a pandas row / mapping with the run columns)."""
+    from quicktune.space import Config
+
     extras = json.loads(row["extras"]) if row["extras"] else {}
     return Config(row["model"], float(row["elr"]), float(row["weight_decay"]), float(row["momentum"]), extras)

@@ -3,7 +3,7 @@
 A store is a directory:
 
     runs/part-<time_ns>-<pid>-<uuid>.parquet      immutable appended parts (rows of RUN_SCHEMA)
-    runs/snapshot-<time_ns>-<hash>.parquet        written by `compact`, replaces the parts it read
+    runs/snapshot-<time_ns>-<uuid>.parquet        written by `compact`, replaces the parts it read
     features/part-*.parquet, features/snapshot-*  the same for FEATURE_SCHEMA rows
     manifest.json                                 written by `compact`: rows, content hash, ...
 
@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -86,8 +87,11 @@ def _atomic_write_text(text: str, dest: Path) -> None:
     _fsync_dir(dest.parent)
 
 
-def _to_table(rows: pd.DataFrame | Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
-    df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+def _frame(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    return rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+
+
+def _to_table(df: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     missing = [c for c in schema.names if c not in df.columns and c != "written_at"]
     if missing:
         raise StoreError(f"rows must have every schema column, but these are missing: {missing}")
@@ -95,12 +99,38 @@ def _to_table(rows: pd.DataFrame | Iterable[Mapping[str, Any]], schema: pa.Schem
     if extra:
         raise StoreError(f"rows may only have schema columns, but got unknown columns: {extra}")
     df = df.copy()
-    if "written_at" not in df.columns or df["written_at"].isna().any():
-        df["written_at"] = time.time()
+    now = time.time()
+    df["written_at"] = df["written_at"].fillna(now) if "written_at" in df.columns else now
     try:
         return pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        raise StoreError(f"rows do not fit the schema: {e}") from None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as e:
+        raise StoreError(f"rows do not fit the schema: {str(e).splitlines()[0]}") from None
+
+
+def _validate_runs(df: pd.DataFrame) -> None:
+    """Reject run rows that break the schema's rules, naming the rule and an offending value."""
+    for col in ("run_key", "dataset", "model", "status"):
+        if col in df and (df[col].isna() | (df[col].astype(str) == "")).any():
+            raise StoreError(f"`{col}` must be a non-empty string on every row, but some rows have none")
+    if "status" in df:
+        bad = sorted(set(df["status"].astype(str)) - set(STATUSES))
+        if bad:
+            raise StoreError(f"`status` must be one of {STATUSES}, but got {bad}")
+    for col in ("epoch", "seed", "max_epochs"):
+        if col in df and df[col].isna().any():
+            raise StoreError(f"`{col}` must be set on every row, but some rows have none")
+    if "epoch" in df and (pd.to_numeric(df["epoch"], errors="coerce") < 1).any():
+        raise StoreError(f"`epoch >= 1` must hold, but got min epoch {df['epoch'].min()}")
+    if "val_acc" in df:
+        acc = pd.to_numeric(df["val_acc"], errors="coerce")
+        bad_acc = acc[(acc < 0) | (acc > 1)]
+        if len(bad_acc):
+            raise StoreError(f"`0 <= val_acc <= 1` must hold (a fraction, not %), but got val_acc={float(bad_acc.iat[0])!r}")
+    if "seconds" in df:
+        sec = pd.to_numeric(df["seconds"], errors="coerce")
+        bad_sec = sec[sec < 0]
+        if len(bad_sec):
+            raise StoreError(f"`seconds >= 0` must hold, but got seconds={float(bad_sec.iat[0])!r}")
 
 
 class MetaDatasetStore:
@@ -118,11 +148,11 @@ class MetaDatasetStore:
         return f"MetaDatasetStore({str(self.root)!r})"
 
     # -- writing ------------------------------------------------------------------------------
-    def _append(self, kind: str, rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> Path | None:
+    def _append(self, kind: str, df: pd.DataFrame) -> Path | None:
         schema, _ = _KINDS[kind]
-        table = _to_table(rows, schema)
-        if table.num_rows == 0:
+        if len(df) == 0:
             return None
+        table = _to_table(df, schema)
         directory = self.root / kind
         directory.mkdir(parents=True, exist_ok=True)
         dest = directory / f"part-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:12]}.parquet"
@@ -131,18 +161,14 @@ class MetaDatasetStore:
 
     def append(self, rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> Path | None:
         """Atomically append run/epoch rows (RUN_SCHEMA columns) as one immutable part file."""
-        df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+        df = _frame(rows)
         if len(df):
-            bad = sorted(set(df["status"]) - set(STATUSES)) if "status" in df else []
-            if bad:
-                raise StoreError(f"`status` must be one of {STATUSES}, but got {bad}")
-            if "epoch" in df and (df["epoch"] < 1).any():
-                raise StoreError(f"`epoch >= 1` must hold, but got min epoch {int(df['epoch'].min())}")
+            _validate_runs(df)
         return self._append("runs", df)
 
     def append_features(self, rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> Path | None:
         """Atomically append feature rows (dataset, model ('' for dataset-level), name, value)."""
-        return self._append("features", rows)
+        return self._append("features", _frame(rows))
 
     # -- reading ------------------------------------------------------------------------------
     def _files(self, kind: str) -> list[Path]:
@@ -160,6 +186,9 @@ class MetaDatasetStore:
                 tables.append(pq.read_table(p, schema=schema))
             except FileNotFoundError:
                 continue  # folded into a snapshot by a concurrent compaction; the snapshot is read below
+            except (pa.ArrowInvalid, OSError) as e:
+                # Parts are written atomically, so this is outside damage: say which file.
+                raise StoreError(f"{p}: unreadable part file ({str(e).splitlines()[0]})") from None
         if not tables:
             return schema.empty_table().to_pandas()
         df = pa.concat_tables(tables).to_pandas()
@@ -168,20 +197,24 @@ class MetaDatasetStore:
 
     def read(self, datasets: Iterable[str] | None = None) -> pd.DataFrame:
         """All run/epoch rows, one per (run_key, epoch), optionally only for some datasets."""
-        for _ in range(3):
-            files = self._files("runs")
-            df = self._read("runs", files)
-            # A compaction may have replaced parts between listing and reading; if a listed part
-            # vanished, list again so the snapshot that replaced it is read.
-            if all(p.exists() for p in files):
-                break
+        df = self._read_consistent("runs")
         if datasets is not None:
             df = df[df["dataset"].isin(list(datasets))].reset_index(drop=True)
         return df
 
     def read_features(self) -> pd.DataFrame:
         """All feature rows, one per (dataset, model, name)."""
-        return self._read("features")
+        return self._read_consistent("features")
+
+    def _read_consistent(self, kind: str) -> pd.DataFrame:
+        for _ in range(20):
+            files = self._files(kind)
+            df = self._read(kind, files)
+            # A compaction may have replaced parts between listing and reading; if a listed part
+            # vanished, list again so the snapshot that replaced it is read.
+            if all(p.exists() for p in files):
+                return df
+        raise StoreError(f"{self.root / kind}: files kept changing while being read (20 attempts); retry")
 
     def done_epochs(self) -> dict[str, int]:
         """run_key -> highest epoch recorded (a run may be continued from there)."""
@@ -197,32 +230,38 @@ class MetaDatasetStore:
     def compact(self) -> dict[str, Any]:
         """Fold every part into one snapshot per kind and write manifest.json.
 
-        Only the files read here are deleted, after the snapshot is in place, so concurrent
-        appends survive. Returns the manifest.
+        Only the files read here are deleted, after the snapshot is in place, so appends that race
+        with the compaction survive (as parts next to the snapshot). The manifest describes what
+        the store holds once the compaction is done. Returns the manifest.
         """
-        manifest: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "created_at": time.time()}
-        for kind, (schema, key) in _KINDS.items():
+        for kind, (schema, _key) in _KINDS.items():
+            directory = self.root / kind
             files = self._files(kind)
-            df = self._read(kind, files)
-            table = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
-            digest = content_hash(df, key)
-            if files:
-                dest = self.root / kind / f"snapshot-{time.time_ns()}-{digest[:12]}.parquet"
+            if files and not (len(files) == 1 and files[0].name.startswith("snapshot-")):
+                df = self._read(kind, files)
+                table = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
+                dest = directory / f"snapshot-{time.time_ns()}-{uuid.uuid4().hex[:12]}.parquet"
                 _atomic_write_table(table, dest)
                 for p in files:
                     p.unlink(missing_ok=True)
-                _fsync_dir(self.root / kind)
-            manifest[kind] = {"rows": int(len(df)), "content_hash": digest}
-            for stale in (self.root / kind).glob(".tmp-*"):
-                if time.time() - stale.stat().st_mtime > 3600:  # an hour-old temp is a crashed writer's
-                    stale.unlink(missing_ok=True)
-        runs = self.read()
-        manifest["runs"].update(
-            datasets=sorted(runs["dataset"].unique().tolist()),
-            models=sorted(runs["model"].unique().tolist()),
-            n_runs=int(runs["run_key"].nunique()),
-            total_seconds=float(runs["seconds"].sum()),
-        )
+                _fsync_dir(directory)
+            for stale in directory.glob(".tmp-*") if directory.is_dir() else ():
+                try:
+                    if time.time() - stale.stat().st_mtime > 3600:  # an hour-old temp is a crashed writer's
+                        stale.unlink(missing_ok=True)
+                except FileNotFoundError:
+                    pass  # a live writer just renamed it into place
+        manifest: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "created_at": time.time()}
+        for kind, (_schema, key) in _KINDS.items():
+            df = self._read_consistent(kind)
+            manifest[kind] = {"rows": int(len(df)), "content_hash": content_hash(df, key)}
+            if kind == "runs":
+                manifest[kind].update(
+                    datasets=sorted(df["dataset"].unique().tolist()),
+                    models=sorted(df["model"].unique().tolist()),
+                    n_runs=int(df["run_key"].nunique()),
+                    total_seconds=float(df["seconds"].sum()),
+                )
         _atomic_write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", self.root / MANIFEST)
         return manifest
 
@@ -233,7 +272,29 @@ class MetaDatasetStore:
 
 def content_hash(df: pd.DataFrame, key: list[str]) -> str:
     """SHA-256 of the de-duplicated rows in key order, ignoring `written_at` (so re-compacting the
-    same content, or appending the same rows again, gives the same hash)."""
+    same content, or appending the same rows again, gives the same hash).
+
+    Hashed column by column (name, then the values: numbers as little-endian IEEE/int64 bytes with
+    one canonical NaN, strings joined by a separator), which is fast and independent of how any
+    library formats numbers as text.
+    """
     cols = [c for c in df.columns if c != "written_at"]
-    body = df[cols].sort_values(key, kind="stable").to_csv(index=False, float_format="%.10g")
-    return hashlib.sha256(body.encode()).hexdigest()
+    body = df[cols].sort_values(key, kind="stable")
+    h = hashlib.sha256()
+    for c in cols:
+        h.update(f"\x1e{c}\x1e".encode())
+        col = body[c]
+        if pd.api.types.is_integer_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
+            h.update(np.ascontiguousarray(col.to_numpy(dtype=np.int64), dtype="<i8").tobytes())
+        elif pd.api.types.is_float_dtype(col.dtype):
+            x = col.to_numpy(dtype=np.float64)
+            x = np.where(np.isnan(x), np.nan, x)  # one NaN bit pattern
+            h.update(np.ascontiguousarray(x, dtype="<f8").tobytes())
+        else:
+            values = col.fillna("\x00").tolist()
+            try:
+                text = "\x1f".join(values)
+            except TypeError:  # non-string objects
+                text = "\x1f".join(map(str, values))
+            h.update(text.encode())
+    return h.hexdigest()

@@ -12,7 +12,6 @@ Axis 1 has `max_epochs` entries (the largest horizon in the table); epoch t is c
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -86,6 +85,7 @@ class CurveTable:
             raise ValueError("the meta-dataset holds no runs; import or collect some first")
         self.max_epochs = int(max(runs["max_epochs"].max(), runs["epoch"].max()))
         self._runs = runs
+        self._rows_of = runs.groupby("dataset", sort=False).indices  # dataset -> row positions (one pass)
         self._features = features if features is not None else pd.DataFrame(columns=["dataset", "model", "name", "value"])
         self.datasets: list[str] = sorted(runs["dataset"].unique().tolist())
         self._tasks: dict[str, TaskCurves] = {}
@@ -109,7 +109,7 @@ class CurveTable:
         return [self.task(d) for d in self.datasets]
 
     def _build(self, dataset: str) -> TaskCurves:
-        df = self._runs[self._runs["dataset"] == dataset].sort_values(["run_key", "epoch"])
+        df = self._runs.iloc[self._rows_of[dataset]].sort_values(["run_key", "epoch"])
         first = df.drop_duplicates("run_key").reset_index(drop=True)
         keys = first["run_key"].tolist()
         pos = {k: i for i, k in enumerate(keys)}
@@ -123,7 +123,11 @@ class CurveTable:
         cost[rows[keep], cols[keep]] = df["seconds"].to_numpy(dtype=float)[keep]
         # A run's length is its last recorded epoch (recordings are contiguous from epoch 1).
         lengths = df.groupby("run_key")["epoch"].max().reindex(keys).to_numpy(dtype=int)
-        configs = [config_from_row(r) for _, r in first.iterrows()]
+        configs = [
+            config_from_row({"model": m, "elr": e, "weight_decay": w, "momentum": mo, "extras": x})
+            for m, e, w, mo, x in zip(first["model"], first["elr"], first["weight_decay"], first["momentum"],
+                                      first["extras"])
+        ]
 
         feats = self._features[self._features["dataset"] == dataset]
         dataset_features = {str(r.name): float(r.value) for r in feats[feats["model"] == ""].itertuples()}
@@ -146,15 +150,11 @@ class CurveTable:
 
 def nan_to_last(curve: np.ndarray) -> np.ndarray:
     """Forward-fill NaNs along the last axis (a diverged epoch keeps the previous value; leading
-    NaNs become 0). Used for plotting and for surrogate inputs, never for regret."""
-    out = np.array(curve, dtype=float, copy=True)
-    if out.ndim == 1:
-        out = out[None]
-    for row in out:
-        last = 0.0
-        for j, v in enumerate(row):
-            if math.isnan(v):
-                row[j] = last
-            else:
-                last = v
-    return out.reshape(np.shape(curve))
+    NaNs become 0). Used for plotting and for surrogate inputs, never for regret.
+
+    curve: an array of any shape (..., T); returns a float array of the same shape.
+    """
+    arr = np.asarray(curve, dtype=float)
+    flat = arr.reshape(-1, arr.shape[-1]) if arr.ndim else arr.reshape(1, 1)
+    filled = pd.DataFrame(flat).ffill(axis=1).fillna(0.0).to_numpy()
+    return filled.reshape(arr.shape)
