@@ -1,9 +1,114 @@
-"""`quicktune benchmark` (being written; see the open issues)."""
+"""`quicktune benchmark`: replay methods on a recorded meta-dataset and measure regret over time."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+from quicktune.cli._common import fail, parse_duration
+
+
+def _split(text: str | None) -> list[str]:
+    return [s.strip() for s in (text or "").split(",") if s.strip()]
+
+
+def benchmark(
+    metadataset: Annotated[Path, typer.Option("--metadataset", help="A meta-dataset store or a Quick-Tune-format folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for the CSVs, the JSON summary and the PNGs.")],
+    budget: Annotated[str, typer.Option("--budget", help="Simulated wall-clock budget of recorded compute per run, e.g. 30m, 4h, 16h.")] = "4h",
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated method names: random, grid, hyperband, sh, or any registered in quicktune.benchmark.methods.")] = "random,grid,hyperband",
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per (method, dataset): 0 .. N-1.")] = 5,
+    datasets: Annotated[Optional[str], typer.Option("--datasets", help="Comma-separated datasets (default: all).")] = None,
+    folds: Annotated[int, typer.Option("--folds", help="Leave-datasets-out folds (meta-learned methods train on the others).")] = 5,
+    workers: Annotated[int, typer.Option("--workers", help="Parallel worker processes.")] = 1,
+    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Per-fold artefacts of meta-learned methods (default: OUT/cache).")] = None,
+    grid_points: Annotated[int, typer.Option("--grid-points", help="Log-spaced times regret is recorded at.")] = 100,
+) -> None:
+    """Replay METHODS on recorded learning curves under a simulated time budget; write regret CSVs and a plot."""
+    from quicktune.benchmark.methods import METHODS
+
+    try:
+        budget_s = parse_duration(budget)
+    except ValueError as e:
+        fail(f"--budget: {e}")
+    if not budget_s > 0:
+        fail(f"--budget must be positive, but got {budget!r}")
+    names = _split(methods)
+    if not names:
+        fail("--methods: give at least one method, e.g. random,grid,hyperband")
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        fail(f"--methods: unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    names = list(dict.fromkeys(names))
+    for flag, value in (("--seeds", seeds), ("--folds", folds), ("--workers", workers), ("--grid-points", grid_points)):
+        if value < 1:
+            fail(f"{flag} must be >= 1, but got {value}")
+    if not metadataset.exists():
+        fail(f"--metadataset {metadataset}: no such file or directory")
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out}: exists and is not a directory")
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from quicktune.benchmark.experiment import run_benchmark, summarize, write_outputs
+    from quicktune.metadataset import StoreError, open_metadataset
+
+    console = Console()
+    try:
+        with console.status(f"loading {metadataset} ..."):
+            table = open_metadataset(metadataset)
+    except (StoreError, ValueError, KeyError, OSError) as e:
+        fail(f"--metadataset {metadataset}: {e}")
+    chosen = _split(datasets) or None
+    if chosen is not None:
+        missing = [d for d in chosen if d not in table.datasets]
+        if missing:
+            fail(f"--datasets: unknown dataset(s) {', '.join(missing)}; known: {', '.join(table.datasets)}")
+        chosen = list(dict.fromkeys(chosen))
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                label = "preparing folds" if stage == "prepare" else "replaying jobs"
+                tasks[stage] = bar.add_task(label, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        result = run_benchmark(
+            table, names, budget_s, datasets=chosen, seeds=range(seeds), n_folds=folds, workers=workers,
+            cache_dir=cache_dir if cache_dir is not None else out / "cache", grid_points=grid_points,
+            progress=progress,
+        )
+    try:
+        paths = write_outputs(result, out, prefix="benchmark")
+    except OSError as e:
+        fail(f"--out {out}: cannot write results ({e.strerror})")
+
+    summary, _ = summarize(result)
+    avg = summary[summary["dataset"] == "ALL"]
+    labels = list(dict.fromkeys(avg["time"]))
+    t = Table(title=f"mean normalized regret over {len(result.datasets)} dataset(s) x {seeds} seed(s) [95% CI]")
+    t.add_column("method")
+    for lab in labels:
+        t.add_column(f"@{lab}", justify="right")
+    t.add_column("overhead/step", justify="right")
+    for m in result.methods:
+        row = avg[avg["method"] == m].set_index("time")
+        cells = [f"{row.loc[lab, 'mean']:.3f} [{row.loc[lab, 'ci_low']:.3f}, {row.loc[lab, 'ci_high']:.3f}]" for lab in labels]
+        oh = float(row["median_overhead_s"].iloc[0])
+        t.add_row(m, *cells, f"{oh * 1e3:.3g} ms")
+    console.print(t)
+    for key in ("long", "summary_csv", "summary_json", "png"):
+        console.print(f"{key:>12}: {paths[key]}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("benchmark")(benchmark)

@@ -1,0 +1,69 @@
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from quicktune.cli import app
+from quicktune.metadataset import MetaDatasetStore
+from tests.helpers import synthetic_runs
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    MetaDatasetStore(root).append(synthetic_runs())
+    return root
+
+
+def invoke(*args: str):
+    return runner.invoke(app, ["benchmark", *args])
+
+
+def test_benchmark_on_a_store_writes_csv_and_png(store, tmp_path):
+    out = tmp_path / "out"
+    r = invoke("--metadataset", str(store), "--budget", "90m", "--methods", "random,hyperband", "--out", str(out),
+               "--seeds", "2", "--folds", "3", "--grid-points", "20")
+    assert r.exit_code == 0, r.output
+    long = pd.read_csv(out / "benchmark.csv")
+    assert list(long.columns) == ["method", "dataset", "fold", "seed", "time_s", "regret"]
+    assert set(long["method"]) == {"random", "hyperband"} and set(long["dataset"]) == {"d0", "d1", "d2"}
+    assert (out / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
+    doc = json.loads((out / "benchmark_summary.json").read_text())
+    assert set(doc["methods"]["random"]["mean_regret"]) == {"1h", "1h30m"}
+    assert "mean normalized regret" in r.output and "@1h" in r.output
+
+
+def test_benchmark_on_a_quicktune_format_dir(tmp_path):
+    tiny = pytest.importorskip("tests.metadataset.tiny_quicktune")
+    src = tiny.write_quicktune_dir(tmp_path / "qt")
+    out = tmp_path / "out"
+    r = invoke("--metadataset", str(src), "--budget", "1m", "--methods", "grid", "--out", str(out), "--seeds", "1",
+               "--datasets", "d2")
+    assert r.exit_code == 0, r.output
+    long = pd.read_csv(out / "benchmark.csv")
+    assert set(long["dataset"]) == {"d2"} and long["regret"].between(0, 1).all()
+
+
+@pytest.mark.parametrize(
+    "args, word",
+    [
+        (["--budget", "4 hours"], "--budget"),
+        (["--budget", "0s"], "--budget"),
+        (["--methods", "random,nope"], "nope"),
+        (["--datasets", "d0,zz"], "zz"),
+        (["--seeds", "0"], "--seeds"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(store, tmp_path, args, word):
+    r = invoke("--metadataset", str(store), "--out", str(tmp_path / "o"), *args)
+    assert r.exit_code == 2, r.output
+    assert word in r.output and "Traceback" not in r.output
+    assert len([line for line in r.output.splitlines() if line.strip()]) == 1
+
+
+def test_missing_metadataset_exits_2(tmp_path):
+    r = invoke("--metadataset", str(tmp_path / "absent"), "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "absent" in r.output
