@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from quicktune.cli import benchmark_cmd, collect_cmd, metadataset_cmd, metatrain_cmd, suggest_cmd
+from quicktune.cli import benchmark_cmd, collect_cmd, hub_cmd, metadataset_cmd, metatrain_cmd, suggest_cmd
 
 app = typer.Typer(
     name="quicktune",
@@ -18,7 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (suggest_cmd, collect_cmd, metatrain_cmd, benchmark_cmd, metadataset_cmd):
+for _module in (suggest_cmd, collect_cmd, metatrain_cmd, benchmark_cmd, metadataset_cmd, hub_cmd):
     _module.register(app)
 
 
