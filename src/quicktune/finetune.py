@@ -1,0 +1,544 @@
+"""One fine-tuning run, epoch by epoch, with a checkpoint after every epoch (freeze-thaw).
+
+The procedure (its version is `schema.FINETUNE_VERSION`; bump it when any of this changes):
+
+- model: `hub.create_model(config.model, num_classes=n)` — pretrained backbone, new classifier
+  head drawn from torch's RNG seeded with the run's seed;
+- folded BatchNorm (identity statistics, as in weights converted from inference formats such
+  as the Coral TFLite MobileNets) is recalibrated on training images first, so train-mode BN
+  does not erase the folded shifts (`calibrate_folded_batchnorm`; eval-mode output unchanged);
+- optimizer: SGD with lr = config.lr = ELR * (1 - momentum) (the one explicit rule, logged),
+  the config's momentum and weight decay (on every parameter); Nesterov for optimizer
+  "nesterov"; Adam/AdamW take lr = ELR;
+- schedule: cosine decay per step over a FIXED horizon of `max_epochs` epochs, no warm-up. The
+  horizon is part of the run's identity (`schema.run_key(dataset, config, seed, max_epochs)`), so
+  the first t epochs of a run are the same whatever is trained later;
+- data: the task's uint8 tensors, normalised with the model's mean/std; per epoch a seeded
+  shuffle and light augmentation (random crop with size//8 zero padding, horizontal flip);
+- evaluation on the validation split after every epoch (accuracy, mean cross-entropy) and the
+  mean training loss; seconds per epoch (training + evaluation, wall-clock);
+- divergence: a non-finite training loss (or validation loss) ends the run with status
+  "diverged" and val_acc NaN for that epoch.
+
+Determinism: every random draw of epoch e comes from generators seeded by (seed, e), and the
+checkpoint holds the model, optimizer and scheduler states (and every RNG state), so continuing
+a run from its epoch-t checkpoint gives exactly the accuracies of an uninterrupted run (on the
+same device with the same number of threads: CPU kernels are deterministic for a fixed thread
+count). Checkpoints are written to a temporary file and `os.replace`d, so a kill never leaves a
+half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from quicktune.data import TaskData
+from quicktune.metadataset.schema import FINETUNE_VERSION, SCHEMA_VERSION, run_key
+from quicktune.space import ADAPTIVE_OPTIMIZERS, Config
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 64
+EVAL_BATCH_SIZE = 256
+CHECKPOINT_NAME = "checkpoint.pt"
+_CKPT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """One finished epoch. val_acc is a fraction in [0, 1] (NaN when diverged)."""
+
+    epoch: int
+    val_acc: float
+    val_loss: float
+    train_loss: float
+    seconds: float
+    lr: float  # learning rate at the end of the epoch (after the cosine decay)
+    status: str = "ok"  # "ok" | "diverged"
+
+
+def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    """A 63-bit seed for (run seed, epoch, stream), independent of everything else."""
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, epoch, stream]).generate_state(2, np.uint64)[0] >> 1)
+
+
+def versions(**settings: Any) -> str:
+    """The `versions` column: schema/procedure/library versions plus the run's settings."""
+    import timm
+
+    import quicktune
+
+    v: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "finetune": FINETUNE_VERSION,
+        "quicktune": quicktune.__version__,
+        "torch": torch.__version__.split("+")[0],
+        "timm": timm.__version__,
+    }
+    v.update(settings)
+    return json.dumps(v, sort_keys=True)
+
+
+def epoch_rows(
+    results: Iterable[EpochResult],
+    *,
+    dataset: str,
+    config: Config,
+    seed: int,
+    max_epochs: int,
+    key: str | None = None,
+    source: str = "collect",
+    settings: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """RUN_SCHEMA rows (one per epoch) for the meta-dataset store."""
+    key = key or run_key(dataset, config, seed, max_epochs)
+    ver = versions(**(settings or {}))
+    return [
+        dict(
+            run_key=key, dataset=dataset, model=config.model, elr=config.elr, lr=config.lr,
+            momentum=config.momentum, weight_decay=config.weight_decay, optimizer=config.optimizer,
+            extras=config.extras_json(), seed=int(seed), max_epochs=int(max_epochs), epoch=int(r.epoch),
+            val_acc=float(r.val_acc), val_loss=float(r.val_loss), train_loss=float(r.train_loss),
+            seconds=float(r.seconds), status=r.status, source=source, versions=ver, written_at=time.time(),
+        )
+        for r in results
+    ]
+
+
+def _atomic_torch_save(obj: Any, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".tmp-{uuid.uuid4().hex}-{dest.name}"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random crop with zero padding of size//8 (at least 1) and a random horizontal flip.
+
+    x: a (n x 3 x S x S) uint8 tensor; returns a new tensor of the same shape.
+    """
+    n, _, h, w = x.shape
+    pad = max(1, min(h, w) // 8)
+    padded = F.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    flip = torch.rand(n, generator=gen) < 0.5
+    out = torch.empty_like(x)
+    for i in range(n):
+        crop = padded[i, :, oy[i] : oy[i] + h, ox[i] : ox[i] + w]
+        out[i] = crop.flip(-1) if flip[i] else crop
+    return out
+
+
+CALIBRATION_IMAGES = 256
+
+
+def _is_folded(bn: torch.nn.modules.batchnorm._BatchNorm) -> bool:
+    """A BatchNorm whose statistics are the identity (mean 0, variance 1): the normalisation was
+    folded into the previous layer (e.g. weights converted from an inference-only format)."""
+    if not bn.affine or bn.running_mean is None or bn.running_var is None:
+        return False  # (without an affine map the statistics can not be re-expressed)
+    return bool((bn.running_mean == 0).all() and ((bn.running_var - 1).abs() < 1e-3).all())
+
+
+@torch.no_grad()
+def calibrate_folded_batchnorm(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 32) -> int:
+    """Give folded BatchNorm layers the real statistics of their inputs on `x`, keeping the
+    eval-mode function unchanged; returns how many layers were recalibrated.
+
+    Why: a folded BN has running stats (0, 1) and carries the folded bias in its shift. Trained
+    in train mode, it would normalise with batch statistics and wipe out that bias (the Coral
+    MobileNets then output all-zero features). With stats (mu, sigma^2) measured here and
+    gamma' = gamma * sqrt(sigma^2 + eps) / sqrt(var0 + eps), beta' = beta + gamma * (mu - mean0) /
+    sqrt(var0 + eps), eval mode computes exactly what it did, and train mode starts close to it.
+    BNs with real statistics are left alone: normalising with the target's batch statistics is
+    what they were trained for (and what helps transfer, cf. AdaBN).
+    (`quicktune.models.bn.recalibrate_bn` applies the same re-expression to every BN.)
+
+    x: a (n x 3 x H x W) normalised float tensor (calibration images), run in chunks of
+    `batch_size` so large inputs fit in memory.
+    """
+    folded = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and _is_folded(m)]
+    if not folded:
+        return 0
+    sums: dict[int, list[Any]] = {id(m): [0.0, 0.0, 0] for m in folded}
+
+    def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        t = inputs[0].double()
+        dims = [d for d in range(t.dim()) if d != 1]
+        acc = sums[id(module)]
+        acc[0] = acc[0] + t.sum(dims)
+        acc[1] = acc[1] + (t * t).sum(dims)
+        acc[2] += t.numel() // t.shape[1]
+
+    handles = [m.register_forward_pre_hook(hook) for m in folded]
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(0, len(x), batch_size):
+            model(x[i : i + batch_size])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    for bn in folded:
+        s1, s2, n = sums[id(bn)]
+        mu = s1 / n
+        var = (s2 / n - mu * mu).clamp_min(0.0)
+        d0 = torch.sqrt(bn.running_var.double() + bn.eps)
+        d1 = torch.sqrt(var + bn.eps)
+        gamma = bn.weight.double()
+        bn.bias.copy_((bn.bias.double() + gamma * (mu - bn.running_mean.double()) / d0).float())
+        bn.weight.copy_((gamma * d1 / d0).float())
+        bn.running_mean.copy_(mu.float())
+        bn.running_var.copy_(var.float())
+    return len(folded)
+
+
+def run_identity(
+    data: TaskData,
+    config: Config,
+    max_epochs: int,
+    seed: int = 0,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    pretrained: bool = True,
+    weights_dir: str | os.PathLike[str] | None = None,
+    dataset: str | None = None,
+) -> tuple[str, str]:
+    """(dataset name, run_key) of the run a `Finetuner` with these arguments trains.
+
+    The dataset name is the task's name. When the task's spec names no resolution, each model
+    trains at a resolution chosen for it (its input size, or a cap such as 64 px on a CPU); the
+    task stays the same task (as in the Quick-Tune meta-dataset, where every model has its own
+    resolution) and a resolution other than the model's input size joins the run key, so runs at
+    different resolutions never share a key. A non-default batch size (not given as a config
+    extra) and pretrained=False are part of the key too.
+    """
+    from quicktune.hub import model_info
+
+    identity: dict[str, Any] = {}
+    if dataset is None:
+        dataset = data.name
+    if data.spec.size is None and data.size != model_info(config.model, weights_dir).input_size:
+        identity["image_size"] = int(data.size)
+    bs = int(config.extra("batch_size", batch_size))
+    if bs != DEFAULT_BATCH_SIZE and config.extra("batch_size") is None:
+        identity["batch_size"] = bs
+    if not pretrained:
+        identity["pretrained"] = False
+    return dataset, run_key(dataset, config, int(seed), int(max_epochs), **identity)
+
+
+class Finetuner:
+    """One run: (task, config, seed, epoch horizon), continued epoch by epoch.
+
+    data:           the loaded task (its images' side is the training resolution)
+    config:         model and hyperparameters (extras: "batch_size" overrides `batch_size`)
+    max_epochs:     the cosine schedule's horizon (part of the run's identity)
+    checkpoint_dir: where this run's checkpoint lives (None: no checkpoints, no continuation
+                    across processes). A checkpoint found there is resumed.
+    keep_model:     keep the model in the checkpoint once the run is finished (needed to save
+                    the fine-tuned model later); False shrinks it to the results only.
+    dataset:        the name recorded in the store (default: the task name, plus the resolution
+                    when the spec names none and it differs from the model's input size)
+    """
+
+    def __init__(
+        self,
+        data: TaskData,
+        config: Config,
+        max_epochs: int,
+        seed: int = 0,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        num_threads: int | None = None,
+        weights_dir: str | os.PathLike[str] | None = None,
+        pretrained: bool = True,
+        device: str = "cpu",
+        keep_model: bool = True,
+        dataset: str | None = None,
+    ) -> None:
+        from quicktune.hub import model_info
+
+        if max_epochs < 1:
+            raise ValueError(f"`max_epochs >= 1` must hold, but got {max_epochs=}")
+        opt = config.optimizer
+        if opt not in ("sgd", "momentum", "nesterov", "adam", "adamw"):
+            raise ValueError(f"the optimizer must be sgd, momentum, nesterov, adam or adamw, but got {opt!r}")
+        self.data = data
+        self.config = config
+        self.max_epochs = int(max_epochs)
+        self.seed = int(seed)
+        self.batch_size = int(config.extra("batch_size", batch_size))
+        if self.batch_size < 1:
+            raise ValueError(f"`batch_size >= 1` must hold, but got batch_size={self.batch_size}")
+        self.num_threads = num_threads
+        self.weights_dir = weights_dir
+        self.pretrained = pretrained
+        self.device = torch.device(device)
+        self.keep_model = keep_model
+        self.info = model_info(config.model, weights_dir)
+        self.dataset, self.run_key = run_identity(data, config, max_epochs, seed, batch_size=batch_size,
+                                                  pretrained=pretrained, weights_dir=weights_dir, dataset=dataset)
+        self.checkpoint_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+
+        self.results: list[EpochResult] = []
+        self.status = "ok"
+        self._model: torch.nn.Module | None = None
+        self._optimizer: torch.optim.Optimizer | None = None
+        self._scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self._state: dict[str, Any] | None = None  # a loaded checkpoint not yet applied to a model
+        self._n_train = len(data.train)
+        self._steps_per_epoch = self._n_train // self.batch_size + (1 if self._n_train % self.batch_size > 1 else 0)
+        if self._steps_per_epoch == 0:
+            raise ValueError(f"the task needs at least 2 training images, but {data.name!r} has {self._n_train}")
+        self._load_checkpoint()
+
+    # -- state ----------------------------------------------------------------------------------
+    @property
+    def epochs_done(self) -> int:
+        return len(self.results)
+
+    @property
+    def finished(self) -> bool:
+        """True when the run can not be continued (horizon reached, or diverged)."""
+        return self.status != "ok" or self.epochs_done >= self.max_epochs
+
+    @property
+    def curve(self) -> list[float]:
+        return [r.val_acc for r in self.results]
+
+    def settings(self) -> dict[str, Any]:
+        """What the row's `versions` JSON records about how the run was trained."""
+        return {"image_size": int(self.data.size), "batch_size": self.batch_size, "pretrained": self.pretrained}
+
+    def rows(self, results: Iterable[EpochResult] | None = None, source: str = "collect") -> list[dict[str, Any]]:
+        """RUN_SCHEMA rows of `results` (default: every epoch so far)."""
+        return epoch_rows(
+            self.results if results is None else results, dataset=self.dataset, config=self.config, seed=self.seed,
+            max_epochs=self.max_epochs, key=self.run_key, source=source, settings=self.settings(),
+        )
+
+    def _load_checkpoint(self) -> None:
+        if self.checkpoint_path is None or not self.checkpoint_path.exists():
+            return
+        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        if state.get("run_key") != self.run_key:
+            raise ValueError(
+                f"{self.checkpoint_path}: the checkpoint belongs to run {state.get('run_key')!r}, not to "
+                f"{self.run_key!r} ({self.dataset}, {self.config.describe()}, seed={self.seed}, "
+                f"max_epochs={self.max_epochs}); use one checkpoint directory per run"
+            )
+        self.results = [EpochResult(**r) for r in state["results"]]
+        self.status = state["status"]
+        self._state = state if state.get("model") is not None else None
+
+    # -- building -------------------------------------------------------------------------------
+    def _build(self) -> None:
+        from quicktune.hub import create_model
+
+        if self.num_threads:
+            torch.set_num_threads(int(self.num_threads))
+        # The new head's initialisation is drawn from torch's global RNG: seed it per run.
+        torch.manual_seed(_epoch_seed(self.seed, 0, 0))
+        model = create_model(self.config.model, num_classes=self.data.n_classes, weights_dir=self.weights_dir,
+                             pretrained=self.pretrained)
+        model.to(self.device)
+        c = self.config
+        if c.optimizer in ADAPTIVE_OPTIMIZERS:
+            cls = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
+            optimizer: torch.optim.Optimizer = cls(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay,
+                                        nesterov=c.optimizer == "nesterov" and c.momentum > 0)
+        total = self.max_epochs * self._steps_per_epoch
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        )
+        mean = torch.tensor(self.info.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(self.info.std, dtype=torch.float32).view(1, 3, 1, 1)
+        self._mean, self._std = mean.to(self.device), std.to(self.device)
+        if self._state is None and self.pretrained:
+            # Calibration images: a seeded draw of training images, un-augmented.
+            gen = torch.Generator().manual_seed(_epoch_seed(self.seed, 0, 3))
+            idx = torch.randperm(self._n_train, generator=gen)[:CALIBRATION_IMAGES]
+            n = calibrate_folded_batchnorm(model, self._inputs(self.data.train.images[idx]))
+            if n:
+                log.info("%s: recalibrated %d folded BatchNorm layers on %d training images", c.model, n, len(idx))
+        if self._state is not None:
+            model.load_state_dict(self._state["model"])
+            optimizer.load_state_dict(self._state["optimizer"])
+            scheduler.load_state_dict(self._state["scheduler"])
+            rng = self._state["rng"]
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])
+            self._state = None
+        log.info("%s on %s: lr = ELR * (1 - momentum) = %.4g * (1 - %g) = %.4g, wd=%g, %d epochs (cosine), "
+                 "batch %d, %dpx", c.model, self.dataset, c.elr, c.momentum, c.lr, c.weight_decay, self.max_epochs,
+                 self.batch_size, self.data.size)
+        self._model, self._optimizer, self._scheduler = model, optimizer, scheduler
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The model as trained so far (built, and restored from the checkpoint, on first use)."""
+        if self._model is None:
+            if self.epochs_done and self._state is None:
+                raise RuntimeError(
+                    f"run {self.run_key} finished and its checkpoint kept only the results (keep_model=False)")
+            self._build()
+        assert self._model is not None
+        return self._model
+
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True).float().div_(255.0)
+        return (x - self._mean) / self._std
+
+    # -- training ---------------------------------------------------------------------------------
+    def _train_epoch(self, epoch: int) -> tuple[float, bool]:
+        """Train epoch `epoch` (1-based); returns (mean training loss, diverged)."""
+        model, optimizer, scheduler = self._model, self._optimizer, self._scheduler
+        assert model is not None and optimizer is not None and scheduler is not None
+        torch.manual_seed(_epoch_seed(self.seed, epoch, 1))  # dropout / drop-path draws of this epoch
+        gen = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch, 2))
+        order = torch.randperm(self._n_train, generator=gen)
+        images, labels = self.data.train.images, self.data.train.labels
+        model.train()
+        total, count = 0.0, 0
+        for step in range(self._steps_per_epoch):
+            # The last batch takes the remainder, except a single leftover image (BatchNorm can
+            # not train on a batch of one), which sits this epoch out.
+            idx = order[step * self.batch_size : (step + 1) * self.batch_size]
+            x = self._inputs(_augment(images[idx], gen))
+            y = labels[idx].to(self.device)
+            loss = F.cross_entropy(model(x), y)
+            if not torch.isfinite(loss):
+                return float("nan"), True
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+        return total / max(count, 1), False
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float]:
+        """(accuracy, mean cross-entropy) of the current model on the validation split."""
+        model = self.model
+        model.eval()
+        images, labels = self.data.val.images, self.data.val.labels
+        correct, loss_sum = 0, 0.0
+        for i in range(0, len(labels), EVAL_BATCH_SIZE):
+            x = self._inputs(images[i : i + EVAL_BATCH_SIZE])
+            y = labels[i : i + EVAL_BATCH_SIZE].to(self.device)
+            out = model(x)
+            loss_sum += float(F.cross_entropy(out, y, reduction="sum"))
+            correct += int((out.argmax(1) == y).sum())
+        n = max(len(labels), 1)
+        return correct / n, loss_sum / n
+
+    def train_until(
+        self, epoch: int, on_epoch: Callable[[EpochResult], None] | None = None
+    ) -> list[EpochResult]:
+        """Continue the run up to `epoch` (capped at `max_epochs`); returns the new epochs.
+
+        After each epoch the checkpoint is written, then `on_epoch(result)` is called (e.g. to
+        append the row to a store). A finished (or diverged) run returns [].
+        """
+        target = min(int(epoch), self.max_epochs)
+        new: list[EpochResult] = []
+        if self.finished or target <= self.epochs_done:
+            return new
+        self.model  # build / restore
+        while self.epochs_done < target and not self.finished:
+            e = self.epochs_done + 1
+            t0 = time.perf_counter()
+            train_loss, diverged = self._train_epoch(e)
+            if not diverged:
+                acc, val_loss = self.evaluate()
+                diverged = not math.isfinite(val_loss)
+            seconds = time.perf_counter() - t0
+            assert self._scheduler is not None
+            lr = float(self._scheduler.get_last_lr()[0])
+            if diverged:
+                result = EpochResult(e, float("nan"), float("nan"), float("nan"), seconds, lr, "diverged")
+                self.status = "diverged"
+                log.warning("%s diverged in epoch %d (non-finite loss); the run stops", self.config.describe(), e)
+            else:
+                result = EpochResult(e, acc, val_loss, train_loss, seconds, lr, "ok")
+            self.results.append(result)
+            new.append(result)
+            self._save_checkpoint()
+            if on_epoch is not None:
+                on_epoch(result)
+        return new
+
+    def _save_checkpoint(self) -> None:
+        if self.checkpoint_path is None:
+            return
+        keep = self.keep_model or not self.finished
+        state: dict[str, Any] = {
+            "format": _CKPT_FORMAT,
+            "run_key": self.run_key,
+            "dataset": self.dataset,
+            "config": self.config.to_dict(),
+            "seed": self.seed,
+            "max_epochs": self.max_epochs,
+            "status": self.status,
+            "results": [asdict(r) for r in self.results],
+            "model": None,
+        }
+        if keep and self._model is not None:
+            assert self._optimizer is not None and self._scheduler is not None
+            state.update(
+                model=self._model.state_dict(),
+                optimizer=self._optimizer.state_dict(),
+                scheduler=self._scheduler.state_dict(),
+                rng={"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            )
+        _atomic_torch_save(state, self.checkpoint_path)
+
+    def delete_checkpoint(self) -> None:
+        """Remove this run's checkpoint directory (e.g. once its rows are safely stored)."""
+        if self.checkpoint_path is not None and self.checkpoint_path.parent.exists():
+            shutil.rmtree(self.checkpoint_path.parent, ignore_errors=True)
+
+    def save_model(self, weights_dir: str | os.PathLike[str], name: str | None = None) -> Path:
+        """Save the fine-tuned model as a hub checkpoint `<weights_dir>/<name>.pth` (+ .json), loadable
+        with `hub.create_model(name, weights_dir=weights_dir)`."""
+        from dataclasses import replace
+
+        from quicktune.hub import save_checkpoint
+
+        name = name or f"{self.config.model.split('.')[0]}.ft-{self.run_key[:8]}"
+        info = replace(self.info, name=name, num_source_classes=self.data.n_classes, source_dataset=self.dataset)
+        return save_checkpoint(self.model, info, weights_dir, classes=self.data.classes, run_key=self.run_key,
+                               config=self.config.to_dict())
+
+
+__all__ = ["DEFAULT_BATCH_SIZE", "EpochResult", "Finetuner", "epoch_rows", "run_identity", "versions"]
