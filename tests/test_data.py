@@ -103,6 +103,18 @@ def test_class_subset_shots_and_size(tmp_path: Path, cache: Path) -> None:
     assert len(draws) > 1
 
 
+def test_val_shots_caps_validation_images_per_class(tmp_path: Path, cache: Path) -> None:
+    root = make_image_folder(tmp_path / "base", classes=3, per_class=4, size=16, split=True, val_per_class=5)
+    spec = TaskSpec.parse(f"{root}:vshots=2")
+    data = load_task(spec, size=8, cache_dir=cache)
+    assert spec.task_name == "base/vk2" and TaskSpec.parse(spec.to_string()) == spec
+    assert torch.bincount(data.val.labels).tolist() == [2, 2, 2]
+    assert torch.bincount(data.train.labels).tolist() == [4, 4, 4]  # training images untouched
+    assert torch.equal(load_task(spec, size=8, cache_dir=cache).val.images, data.val.images)  # seeded
+    with pytest.raises(DataError, match="vshots"):
+        TaskSpec.parse(f"{root}:vshots=0")
+
+
 def test_explicit_class_names(tmp_path: Path, cache: Path) -> None:
     root = make_image_folder(tmp_path / "base", classes=4, per_class=3, split=True, val_per_class=1)
     spec = TaskSpec.parse(f"{root}:names=class_3+class_1")

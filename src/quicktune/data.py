@@ -19,7 +19,7 @@ drawn with the seed, or explicit names), fewer shots (k training images per clas
 the seed) and another resolution. A spec has a deterministic name, e.g.
 "cifar10-small/c5-k50-32px", and a compact string form for the command line:
 
-    PATH[:classes=5,shots=50,size=32,seed=1,names=cat+dog,val=0.2,name=NAME]
+    PATH[:classes=5,shots=50,vshots=30,size=32,seed=1,names=cat+dog,val=0.2,name=NAME]
 
 Bad input raises `DataError` (a ValueError) with one line naming the path and the rule broken.
 """
@@ -62,7 +62,7 @@ def default_cache_dir() -> Path:
 # ------------------------------------------------------------------------------------------------
 # Task specification
 # ------------------------------------------------------------------------------------------------
-_OPTION_KEYS = ("classes", "names", "shots", "size", "seed", "val", "name")
+_OPTION_KEYS = ("classes", "names", "shots", "vshots", "size", "seed", "val", "name")
 _OPTS_RE = re.compile(r"^(?P<path>.*?):(?P<opts>[A-Za-z_]+=[^:]*)$")
 
 
@@ -73,6 +73,8 @@ class TaskSpec:
     classes:     keep this many classes, drawn with `seed` (None: all)
     class_names: keep exactly these classes (exclusive with `classes`)
     shots:       keep k training images per class, drawn with `seed` (None: all)
+    val_shots:   keep at most k validation images per class, drawn with `seed` (None: all);
+                 cheaper evaluation after every epoch on a CPU
     size:        side of the square images (None: chosen by the caller, e.g. the model's input)
     seed:        seeds the class draw, the shot draw and the split of an unsplit folder
     val_fraction: fraction of each class held out when the folder has no val/ or test/ split
@@ -83,6 +85,7 @@ class TaskSpec:
     classes: int | None = None
     class_names: tuple[str, ...] | None = None
     shots: int | None = None
+    val_shots: int | None = None
     size: int | None = None
     seed: int = 0
     val_fraction: float = DEFAULT_VAL_FRACTION
@@ -101,6 +104,8 @@ class TaskSpec:
             raise DataError(f"{self.path}: `classes >= 2` must hold, but got classes={self.classes}")
         if self.shots is not None and self.shots < 1:
             raise DataError(f"{self.path}: `shots >= 1` must hold, but got shots={self.shots}")
+        if self.val_shots is not None and self.val_shots < 1:
+            raise DataError(f"{self.path}: `vshots >= 1` must hold, but got vshots={self.val_shots}")
         if self.size is not None and not 4 <= self.size <= 4096:
             raise DataError(f"{self.path}: `4 <= size <= 4096` must hold, but got size={self.size}")
         if not 0.0 < self.val_fraction < 1.0:
@@ -126,11 +131,14 @@ class TaskSpec:
                 parts.append(f"c{len(self.class_names)}x" + hashlib.sha1(joined.encode()).hexdigest()[:6])
         if self.shots is not None:
             parts.append(f"k{self.shots}")
+        if self.val_shots is not None:
+            parts.append(f"vk{self.val_shots}")
         if self.size is not None:
             parts.append(f"{self.size}px")
         if self.val_fraction != DEFAULT_VAL_FRACTION:
             parts.append(f"v{self.val_fraction:g}")
-        if self.seed != 0 and (self.classes is not None or self.shots is not None or self.val_fraction != DEFAULT_VAL_FRACTION):
+        if self.seed != 0 and (self.classes is not None or self.shots is not None or self.val_shots is not None
+                               or self.val_fraction != DEFAULT_VAL_FRACTION):
             parts.append(f"s{self.seed}")
         return self.base_name + ("/" + "-".join(parts) if parts else "")
 
@@ -145,7 +153,7 @@ class TaskSpec:
     # -- the compact string form --------------------------------------------------------------
     @classmethod
     def parse(cls, text: str) -> TaskSpec:
-        """Parse `PATH[:key=value,...]` (keys: classes, names, shots, size, seed, val, name).
+        """Parse `PATH[:key=value,...]` (keys: classes, names, shots, vshots, size, seed, val, name).
 
         `names` separates class names with '+'. Raises DataError for unknown keys or bad values.
         """
@@ -163,6 +171,8 @@ class TaskSpec:
             try:
                 if key in ("classes", "shots", "size", "seed"):
                     kw[key] = int(value)
+                elif key == "vshots":
+                    kw["val_shots"] = int(value)
                 elif key == "val":
                     kw["val_fraction"] = float(value)
                 elif key == "names":
@@ -182,6 +192,8 @@ class TaskSpec:
             opts.append("names=" + "+".join(self.class_names))
         if self.shots is not None:
             opts.append(f"shots={self.shots}")
+        if self.val_shots is not None:
+            opts.append(f"vshots={self.val_shots}")
         if self.size is not None:
             opts.append(f"size={self.size}")
         if self.seed != 0:
@@ -524,6 +536,15 @@ def load_task(
         y = tr_y.numpy()
         idx = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == j), spec.shots, replace=False) for j in range(len(keep))]))
         tr_x, tr_y, tr_ch, tr_side = tr_x[idx], tr_y[idx], tr_ch[idx], tr_side[idx]
+
+    if spec.val_shots is not None:
+        rng = np.random.default_rng([spec.seed, 0x7A15])
+        y = va_y.numpy()
+        idx = np.sort(np.concatenate([
+            rng.choice(where, min(spec.val_shots, len(where)), replace=False)
+            for where in (np.flatnonzero(y == j) for j in range(len(keep)))
+        ]))
+        va_x, va_y, va_ch, va_side = va_x[idx], va_y[idx], va_ch[idx], va_side[idx]
 
     channels = np.concatenate([tr_ch, va_ch])
     sides = np.concatenate([tr_side, va_side])
