@@ -407,6 +407,10 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        # mkstemp creates the file 0600; a saved model should get the usual permissions (umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)  # atomic: concurrent workers see the old state or the whole file
     finally:
         if os.path.exists(tmp):

@@ -1,9 +1,292 @@
-"""`quicktune suggest` (being written; see the open issues)."""
+"""`quicktune suggest`: which model to fine-tune on your data, with which hyperparameters.
+
+Thin: parses and checks the arguments, calls `quicktune.suggest`, renders tables and a live
+display (on stderr, so `--json` leaves stdout to the JSON alone).
+"""
 
 from __future__ import annotations
 
+import signal
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
 import typer
+
+from quicktune.cli._common import fail, parse_duration
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("suggest")(suggest_cmd)
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(max(0.0, seconds)))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+class _Dashboard:
+    """The live view of a running search (rendered by rich on every refresh)."""
+
+    def __init__(self, search: Any) -> None:
+        self.search = search
+
+    def __rich__(self):
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        s = self.search
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column()
+        bar = Table.grid(padding=(0, 1))
+        bar.add_row(ProgressBar(total=s.budget, completed=min(s.elapsed, s.budget), width=36),
+                    f"{_clock(s.elapsed)} used, {_clock(s.remaining)} left of {_clock(s.budget)}")
+        grid.add_row("budget", bar)
+        grid.add_row("steps", f"{len(s.steps)} steps, {s.epochs_trained} epochs trained, "
+                              f"{len(s.optimizer.curves)} of {len(s.configs)} candidates started")
+        inc = s.incumbent()
+        grid.add_row("incumbent", "-" if inc is None else
+                     f"{inc['model']}  ELR {inc['elr']:.3g} (lr {inc['lr']:.3g}, m {inc['momentum']:g}, "
+                     f"wd {inc['weight_decay']:.3g})  acc [bold green]{inc['accuracy']:.4f}[/] at epoch {inc['epoch']}")
+        if s.steps:
+            last = s.steps[-1]
+            c = s.configs[last.config_id]
+            grid.add_row("last step", f"{c.model}  ELR {c.elr:.3g} epoch {last.epoch}: acc {last.accuracy:.4f} "
+                                      f"({last.seconds:.1f}s)")
+        cur = s.current
+        if cur is not None:
+            grid.add_row("training", f"{cur['model']}  ELR {cur['elr']:.3g} epoch {cur['epoch']} "
+                                     f"({time.perf_counter() - cur['started']:.0f}s, predicted {cur['predicted_seconds']:.0f}s)")
+        return grid
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _features(console: Any, target: Any, models: list[str]) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from quicktune.suggest import task_features
+
+    with Progress(TextColumn("[bold]domain features"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[model]}"), console=console, transient=True) as progress:
+        bar = progress.add_task("features", total=len(models), model="")
+
+        def on_model(model: str, i: int, n: int) -> None:
+            progress.update(bar, completed=i, model=model)
+
+        return task_features(target, models, on_model=on_model)
+
+
+def _ranking_table(preds: list[Any], top: int, title: str):
+    from rich.table import Table
+
+    table = Table(title=title, show_edge=False, title_justify="left",
+                  caption="lr = ELR * (1 - momentum); accuracy: posterior mean ± std at the last epoch",
+                  caption_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("model", no_wrap=True, min_width=12)
+    for name in ("ELR", "lr", "mom.", "wd", "pred. acc", "pred. min"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for rank, p in enumerate(preds[:top], start=1):
+        c = p.config
+        table.add_row(str(rank), c.model, f"{c.elr:.3g}", f"{c.lr:.3g}", f"{c.momentum:g}", f"{c.weight_decay:.2g}",
+                      f"{p.accuracy:.3f}±{p.std:.3f}", f"{p.seconds / 60:.1f}")
+    return table
+
+
+def _runs_table(report: dict, top: int):
+    from rich.table import Table
+
+    def best_of(r: dict) -> float:
+        return max((v for v in r["curve"] if v is not None and v == v), default=float("nan"))
+
+    runs = [r for r in report["runs"] if best_of(r) == best_of(r)]
+    runs.sort(key=lambda r: -best_of(r))
+    table = Table(title=f"best runs ({len(report['runs'])} trained)", show_edge=False, title_justify="left")
+    table.add_column("model", no_wrap=True, min_width=12)
+    for name in ("ELR", "lr", "mom.", "wd", "best acc", "epochs", "seconds"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for r in runs[:top]:
+        table.add_row(r["model"], f"{r['elr']:.3g}", f"{r['lr']:.3g}", f"{r['momentum']:g}", f"{r['weight_decay']:.2g}",
+                      f"{best_of(r):.4f}", f"{r['epochs']}/{report['max_epochs']}", f"{r['seconds']:.1f}")
+    return table
+
+
+def suggest_cmd(
+    data: Annotated[str, typer.Option(
+        "--data", help="Your ImageFolder: train/<class>/* [+ val/ or test/], or <class>/* (split 80/20 here); "
+        "task options as in collect: PATH[:classes=5,shots=50,size=32].")],
+    budget: Annotated[str, typer.Option(
+        "--budget", help="0: zero-shot ranking in seconds, no training. A duration (90s, 30m, 4h, 1h30m): a timed "
+        "search that really fine-tunes, resumable.")] = "0",
+    models: Annotated[Optional[str], typer.Option(
+        "--models", help="Comma-separated hub models (default: every model whose weights are in the weights dir).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout (and nothing else there).")] = False,
+    top: Annotated[int, typer.Option("--top", help="How many configs to list.")] = 10,
+    surrogate: Annotated[Optional[Path], typer.Option(
+        "--surrogate", help="A surrogate checkpoint from `quicktune metatrain` (default: the one shipped with quicktune).")] = None,
+    weights_dir: Annotated[Optional[Path], typer.Option(
+        "--weights-dir", help="Where the hub finds model weights (default: $QUICKTUNE_WEIGHTS).")] = None,
+    max_image_size: Annotated[Optional[int], typer.Option(
+        "--max-image-size", help="Train each model at its input size capped at this many pixels, e.g. 64 on a CPU "
+        "(default: the surrogate's meta-training setting, else no cap).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(
+        "--epochs", help="Epoch horizon of every run (default: the surrogate's meta-training horizon).")] = None,
+    workdir: Annotated[Optional[Path], typer.Option(
+        "--workdir", help="Checkpoints, session and report of a timed search (default: ./.quicktune/<data name>).")] = None,
+    save_model: Annotated[Optional[Path], typer.Option(
+        "--save-model", help="After a timed search, save the best fine-tuned model here as a hub checkpoint.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the candidate design, the runs and the optimizer.")] = 0,
+    candidates: Annotated[int, typer.Option(
+        "--candidates", help="Hyperparameter configs (ELR, weight decay, momentum) per model, a Sobol design.")] = 32,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", help="Training batch size (default: the surrogate's meta-training setting, else 32).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Torch threads (default: torch's choice).")] = None,
+    skip_unreadable: Annotated[bool, typer.Option(
+        "--skip-unreadable", help="Skip unreadable images (listed) instead of stopping.")] = False,
+) -> None:
+    """Rank pretrained models x hyperparameters for your data (--budget 0), or search by really
+    fine-tuning within a time budget, continuing runs epoch by epoch (freeze-thaw).
+
+    A timed search is resumable: interrupt it (Ctrl-C, or a kill) and run the same command again;
+    it continues where it stopped, and the budget counts the time already spent.
+    """
+    import warnings
+
+    # Library deprecation chatter (torch.jit in dependencies) is noise to a user of this command.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    from rich.console import Console
+
+    from quicktune import suggest as qs
+    from quicktune.data import DataError
+    from quicktune.hub import HubError
+
+    clock = time.perf_counter()
+    try:
+        budget_s = parse_duration(budget)
+    except ValueError as e:
+        fail(f"--budget: {e}")
+    for name, value, low in (("--top", top, 1), ("--candidates", candidates, 1), ("--epochs", epochs, 1),
+                             ("--batch-size", batch_size, 2), ("--threads", threads, 1)):
+        if value is not None and value < low:
+            fail(f"`{name} >= {low}` must hold, but got {value}")
+    if max_image_size is not None and not 4 <= max_image_size <= 4096:
+        fail(f"`4 <= --max-image-size <= 4096` must hold, but got {max_image_size}")
+    if save_model is not None and budget_s == 0:
+        fail("--save-model needs a timed search (a --budget above 0): a zero-shot ranking trains no model")
+    if save_model is not None and save_model.exists() and not save_model.is_dir():
+        fail(f"--save-model {save_model}: exists and is not a directory")
+    err = Console(stderr=True)
+    out = Console()
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)  # features and zero-shot too, not only the training
+
+    try:
+        model_names = qs.resolve_models(models.split(",") if models is not None else None, weights_dir)
+        sur = qs.load_surrogate(surrogate)
+        settings = qs.finetune_settings(sur)
+        cap = max_image_size if max_image_size is not None else settings["max_image_size"]
+        horizon = int(epochs or sur.max_epochs)
+        with err.status("checking the data folder ..."):
+            target = qs.open_target(data, model_names, weights_dir, cap, skip_unreadable)
+        feats = _features(err, target, model_names)
+    except (qs.SuggestError, DataError, HubError) as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"{e.filename or data}: {e.strerror}")
+    except KeyboardInterrupt:
+        err.print("interrupted before the search started (computed features are cached)", highlight=False)
+        raise typer.Exit(130) from None
+    if horizon > sur.max_epochs:
+        err.print(f"[yellow]note:[/] --epochs {horizon} is beyond the {sur.max_epochs} epochs the surrogate was "
+                  f"meta-trained on; its predictions extrapolate", highlight=False)
+    configs = qs.make_candidates(model_names, candidates, seed)
+    surrogate_path = str(surrogate) if surrogate is not None else str(qs.DEFAULT_SURROGATE_PATH)
+
+    if budget_s == 0:
+        preds = qs.zero_shot(sur, configs, feats, horizon)
+        seconds = time.perf_counter() - clock
+        if as_json:
+            from quicktune.report import to_json
+
+            doc = {"task": target.name, "data": target.spec.path, "surrogate": surrogate_path, "epochs": horizon,
+                   "max_image_size": cap, "candidates": len(configs), "models": model_names, "seconds": seconds,
+                   "features": feats.to_dict(), "ranking": [{"rank": i + 1, **p.to_dict()} for i, p in enumerate(preds[:top])]}
+            print(to_json(doc))
+            return
+        out.print(_ranking_table(preds, top, f"zero-shot ranking for {target.name}: top {min(top, len(preds))} of "
+                                             f"{len(preds)} candidates, {horizon} epochs each"))
+        out.print(f"ranked in {seconds:.1f}s with no training (predictions of {Path(surrogate_path).name}; "
+                  f"lr = ELR * (1 - momentum)). Run with --budget 30m to fine-tune and verify.", highlight=False)
+        return
+
+    wd = workdir if workdir is not None else qs.default_workdir(target.name)
+    from rich.live import Live
+
+    try:
+        search = qs.Search(sur, configs, target, feats, budget_seconds=budget_s, max_epochs=horizon, workdir=wd,
+                           seed=seed, batch_size=batch_size or settings["batch_size"], threads=threads, clock_start=clock)
+        with err.status("reading the work dir ..."):
+            resumed = search.resume()
+    except (qs.SuggestError, DataError, HubError) as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        err.print("interrupted before the search started", highlight=False)
+        raise typer.Exit(130) from None
+    target.release()  # the objective loads its own copy per resolution
+    if resumed:
+        err.print(f"resuming {wd}: {resumed} epochs already trained, {_clock(search.elapsed_before)} of "
+                  f"{_clock(budget_s)} used before", highlight=False, soft_wrap=True)
+    interrupted = False
+    live = Live(_Dashboard(search), console=err, refresh_per_second=2, transient=False)
+    # A plain `kill` (SIGTERM) stops like Ctrl-C: the session is saved with the time spent and the
+    # report written. (kill -9 can not be caught: the rerun still resumes from the checkpoints.)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with live:
+            search.run()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    report = search.report(surrogate_path)
+    from quicktune import report as qr
+
+    json_path, png_path = qr.write(report, wd)
+    saved = None
+    if save_model is not None and report["best"] is not None and not interrupted:
+        name, pth = search.save_best_model(save_model)
+        saved = {"name": name, "weights_dir": str(save_model), "path": str(pth)}
+    if as_json:
+        print(qr.to_json({**report, "report_json": str(json_path), "report_png": str(png_path), "saved_model": saved}))
+    else:
+        best = report["best"]
+        if best is None:
+            out.print("no epoch finished within the budget; give a larger --budget", highlight=False)
+        else:
+            out.print(_runs_table(report, top))
+            out.print(
+                f"[bold]best config[/]: {best['model']}  ELR {best['elr']:.4g}, lr = ELR * (1 - momentum) = "
+                f"{best['lr']:.4g}, momentum {best['momentum']:g}, weight decay {best['weight_decay']:.3g}: "
+                f"accuracy {best['accuracy']:.4f} at epoch {best['epoch']} of {best['max_epochs']} "
+                f"({best['epochs']} trained, {best['seconds']:.0f}s)", highlight=False)
+        out.print(f"stopped: {search.stop_reason}; {report['steps']} steps, {report['epochs_trained']} epochs, "
+                  f"{_clock(report['elapsed_seconds'])} of {_clock(budget_s)} used", highlight=False)
+        out.print(f"report: {json_path}  {png_path}", highlight=False, soft_wrap=True)
+        if saved:
+            b = report["best"]
+            out.print(f"saved the best run's model (as of its epoch {b['epochs']}: accuracy {b['final_accuracy']:.4f}) "
+                      f"as {saved['name']!r} in {save_model} "
+                      f"(quicktune.hub.create_model({saved['name']!r}, weights_dir={str(save_model)!r}))",
+                      highlight=False, soft_wrap=True)
+    if interrupted:
+        err.print("interrupted: finished epochs are kept; run the same command again to continue", highlight=False)
+        raise typer.Exit(130)
