@@ -60,6 +60,8 @@ def test_time_grid_holds_the_report_times_within_the_budget():
     assert np.all(np.diff(g) > 0) and g[-1] == 5 * 3600
     assert list(report_times(5 * 3600)) == ["1h", "4h", "5h"]
     assert list(report_times(16 * 3600)) == ["1h", "4h", "16h"]
+    assert report_times(600, at=[240, 60, 3600]) == {"1m": 60.0, "4m": 240.0, "10m": 600.0}
+    assert {60.0, 240.0, 600.0} <= set(time_grid(600, points=5, report_at=[60, 240]))
 
 
 def test_trajectory_has_every_epoch_and_regret_starts_at_one(table, tmp_path):

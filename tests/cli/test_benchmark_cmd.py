@@ -55,6 +55,7 @@ def test_benchmark_on_a_quicktune_format_dir(tmp_path):
         (["--methods", "random,nope"], "nope"),
         (["--datasets", "d0,zz"], "zz"),
         (["--seeds", "0"], "--seeds"),
+        (["--report-at", "1m,soon"], "--report-at"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(store, tmp_path, args, word):
@@ -67,3 +68,24 @@ def test_bad_input_is_one_line_and_exit_2(store, tmp_path, args, word):
 def test_missing_metadataset_exits_2(tmp_path):
     r = invoke("--metadataset", str(tmp_path / "absent"), "--out", str(tmp_path / "o"))
     assert r.exit_code == 2 and "absent" in r.output
+
+
+def test_default_metadataset_is_the_embedded_one_and_report_times_are_custom(store, tmp_path, monkeypatch):
+    import quicktune.metadataset.loading as loading
+
+    monkeypatch.setattr(loading, "EMBEDDED_METADATASET", store)
+    out = tmp_path / "out"
+    r = invoke("--budget", "16m", "--report-at", "1m,4m,16m", "--methods", "random", "--out", str(out),
+               "--seeds", "1", "--grid-points", "10")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "benchmark_summary.json").read_text())
+    assert list(doc["report_times_s"]) == ["1m", "4m", "16m"]
+    assert set(doc["methods"]["random"]["mean_regret"]) == {"1m", "4m", "16m"}
+
+
+def test_missing_embedded_metadataset_is_a_clear_error(tmp_path, monkeypatch):
+    import quicktune.metadataset.loading as loading
+
+    monkeypatch.setattr(loading, "EMBEDDED_METADATASET", tmp_path / "nowhere")
+    r = invoke("--out", str(tmp_path / "out"))
+    assert r.exit_code == 2 and "embedded meta-dataset" in r.output and "Traceback" not in r.output

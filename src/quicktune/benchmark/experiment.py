@@ -60,21 +60,23 @@ def format_duration(seconds: float) -> str:
     return out
 
 
-def report_times(budget_s: float) -> dict[str, float]:
-    """The standard report times within the budget, plus the budget itself when it is not one."""
-    times = {k: v for k, v in REPORT_TIMES.items() if v <= budget_s}
+def report_times(budget_s: float, at: Sequence[float] | None = None) -> dict[str, float]:
+    """The report times (default: the standard 1h/4h/16h; `at`: seconds of one's own, e.g. minutes
+    for a small meta-dataset) within the budget, plus the budget itself when it is not one."""
+    chosen = REPORT_TIMES if at is None else {format_duration(t): float(t) for t in sorted(at)}
+    times = {k: v for k, v in chosen.items() if v <= budget_s}
     if budget_s not in times.values():
         times[format_duration(budget_s)] = float(budget_s)
     return times
 
 
-def time_grid(budget_s: float, points: int = 100, start_s: float = 10.0) -> np.ndarray:
+def time_grid(budget_s: float, points: int = 100, start_s: float = 10.0, report_at: Sequence[float] | None = None) -> np.ndarray:
     """`points` log-spaced times from `start_s` to `budget_s`, plus the report times: a (g,) array."""
     if not (budget_s > 0):
         raise ValueError(f"`budget_s > 0` must hold, but got {budget_s=}")
     start = min(start_s, budget_s / 100.0)
     grid = np.geomspace(start, budget_s, max(points, 2))
-    grid = np.concatenate([grid, list(report_times(budget_s).values())])
+    grid = np.concatenate([grid, list(report_times(budget_s, report_at).values())])
     # Round so the grid survives a CSV round trip exactly (report times are whole seconds already).
     return np.unique(np.round(grid, 3))
 
@@ -250,6 +252,11 @@ class BenchmarkResult:
     methods: list[str]
     datasets: list[str]
     seeds: list[int]
+    report_at: list[float] | None = None  # custom report times (seconds); None: 1h/4h/16h
+
+    @property
+    def report(self) -> dict[str, float]:
+        return report_times(self.budget_s, self.report_at)
 
 
 def run_benchmark(
@@ -264,6 +271,7 @@ def run_benchmark(
     grid_points: int = 100,
     progress: Callable[[str, int, int], None] | None = None,
     threads_per_worker: int = 1,
+    report_at: Sequence[float] | None = None,
 ) -> BenchmarkResult:
     """Run every (method, dataset, seed) job and evaluate regret on the time grid.
 
@@ -278,7 +286,7 @@ def run_benchmark(
     seeds = [int(s) for s in seeds]
     cache_dir = Path(cache_dir)
     contexts = fold_contexts(table, n_folds, cache_dir)
-    grid = time_grid(budget_s, grid_points)
+    grid = time_grid(budget_s, grid_points, report_at=report_at)
 
     # One representative dataset per fold that has a selected dataset, for per-fold preparation.
     fold_reps: dict[int, str] = {}
@@ -341,6 +349,7 @@ def run_benchmark(
         budget_s=float(budget_s), grid=grid, long=long, runs=pd.DataFrame(rows),
         overhead={m: np.concatenate(v) if v else np.zeros(0) for m, v in overhead.items()},
         methods=list(resolved), datasets=datasets, seeds=seeds,
+        report_at=[float(t) for t in report_at] if report_at is not None else None,
     )
 
 
@@ -386,7 +395,7 @@ def aggregate(
 
 def summarize(result: BenchmarkResult, n_boot: int = 1000) -> tuple[pd.DataFrame, dict]:
     """The summary table (report times only) and its JSON form."""
-    rt = report_times(result.budget_s)
+    rt = result.report
     label = {v: k for k, v in rt.items()}
     agg = aggregate(result.long, list(rt.values()), n_boot=n_boot)
     agg.insert(3, "time", agg["time_s"].map(label))
@@ -440,7 +449,6 @@ def write_outputs(result: BenchmarkResult, out_dir: Path | str, prefix: str = "b
         from quicktune.benchmark.plots import plot_per_dataset, plot_regret
 
         agg = aggregate(result.long)
-        paths["png"] = plot_regret(agg, out / f"{prefix}.png", report=report_times(result.budget_s))
-        paths["png_per_dataset"] = plot_per_dataset(agg, out / f"{prefix}_per_dataset.png",
-                                                    report=report_times(result.budget_s))
+        paths["png"] = plot_regret(agg, out / f"{prefix}.png", report=result.report)
+        paths["png_per_dataset"] = plot_per_dataset(agg, out / f"{prefix}_per_dataset.png", report=result.report)
     return paths

@@ -15,8 +15,9 @@ def _split(text: str | None) -> list[str]:
 
 
 def benchmark(
-    metadataset: Annotated[Path, typer.Option("--metadataset", help="A meta-dataset store or a Quick-Tune-format folder.")],
-    out: Annotated[Path, typer.Option("--out", help="Directory for the CSVs, the JSON summary and the PNGs.")],
+    metadataset: Annotated[Optional[Path], typer.Option(
+        "--metadataset", help="A meta-dataset store or a Quick-Tune-format folder (default: the embedded CPU meta-dataset).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory for the CSVs, the JSON summary and the PNGs.")] = Path("benchmark-results"),
     budget: Annotated[str, typer.Option("--budget", help="Simulated wall-clock budget of recorded compute per run, e.g. 30m, 4h, 16h.")] = "4h",
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated method names: random, grid, hyperband, sh, or any registered in quicktune.benchmark.methods.")] = "random,grid,hyperband",
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per (method, dataset): 0 .. N-1.")] = 5,
@@ -25,6 +26,8 @@ def benchmark(
     workers: Annotated[int, typer.Option("--workers", help="Parallel worker processes.")] = 1,
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Per-fold artefacts of meta-learned methods (default: OUT/cache).")] = None,
     grid_points: Annotated[int, typer.Option("--grid-points", help="Log-spaced times regret is recorded at.")] = 100,
+    report_at: Annotated[Optional[str], typer.Option(
+        "--report-at", help="Comma-separated times to report regret at (default 1h,4h,16h; e.g. 1m,4m,16m for a small meta-dataset).")] = None,
 ) -> None:
     """Replay METHODS on recorded learning curves under a simulated time budget; write regret CSVs and a plot."""
     from quicktune.benchmark.methods import METHODS
@@ -35,6 +38,14 @@ def benchmark(
         fail(f"--budget: {e}")
     if not budget_s > 0:
         fail(f"--budget must be positive, but got {budget!r}")
+    report_s = None
+    if report_at is not None:
+        try:
+            report_s = [parse_duration(t) for t in _split(report_at)]
+        except ValueError as e:
+            fail(f"--report-at: {e}")
+        if not report_s or min(report_s) <= 0:
+            fail(f"--report-at: give positive times such as 1m,4m,16m, but got {report_at!r}")
     names = _split(methods)
     if not names:
         fail("--methods: give at least one method, e.g. random,grid,hyperband")
@@ -45,6 +56,13 @@ def benchmark(
     for flag, value in (("--seeds", seeds), ("--folds", folds), ("--workers", workers), ("--grid-points", grid_points)):
         if value < 1:
             fail(f"{flag} must be >= 1, but got {value}")
+    if metadataset is None:
+        from quicktune.metadataset import StoreError, embedded_metadataset
+
+        try:
+            metadataset = embedded_metadataset()
+        except StoreError as e:
+            fail(str(e))
     if not metadataset.exists():
         fail(f"--metadataset {metadataset}: no such file or directory")
     if out.exists() and not out.is_dir():
@@ -85,7 +103,7 @@ def benchmark(
         result = run_benchmark(
             table, names, budget_s, datasets=chosen, seeds=range(seeds), n_folds=folds, workers=workers,
             cache_dir=cache_dir if cache_dir is not None else out / "cache", grid_points=grid_points,
-            progress=progress,
+            progress=progress, report_at=report_s,
         )
     try:
         paths = write_outputs(result, out, prefix="benchmark")

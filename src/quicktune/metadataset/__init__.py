@@ -22,6 +22,8 @@ _EXPORTS = {
     "import_quicktune": "importers",
     "read_quicktune": "importers",
     "load_rows": "loading",
+    "EMBEDDED_METADATASET": "loading",
+    "embedded_metadataset": "loading",
     "open_metadataset": "loading",
     "summarize": "loading",
 }
@@ -30,7 +32,13 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from quicktune.metadataset.importers import QuickTuneFormatError, import_quicktune, read_quicktune
-    from quicktune.metadataset.loading import load_rows, open_metadataset, summarize
+    from quicktune.metadataset.loading import (
+        EMBEDDED_METADATASET,
+        embedded_metadataset,
+        load_rows,
+        open_metadataset,
+        summarize,
+    )
     from quicktune.metadataset.schema import FINETUNE_VERSION, RUN_COLUMNS, SCHEMA_VERSION, run_key
     from quicktune.metadataset.storage import MetaDatasetStore, StoreError
     from quicktune.metadataset.tabular import CurveTable, TaskCurves

@@ -12,6 +12,21 @@ from quicktune.metadataset.storage import MetaDatasetStore, StoreError
 from quicktune.metadataset.tabular import CurveTable
 
 
+
+# The embedded CPU meta-dataset (collected by metadataset/campaign/campaign_v1.py) ships with the
+# source checkout, next to src/: the default of `quicktune benchmark` and `quicktune metatrain`.
+EMBEDDED_METADATASET = Path(__file__).resolve().parents[3] / "metadataset" / "v1"
+
+
+def embedded_metadataset() -> Path:
+    """Path of the embedded meta-dataset (StoreError when this installation does not have it)."""
+    if not (EMBEDDED_METADATASET / "runs").is_dir():
+        raise StoreError(
+            f"the embedded meta-dataset is not at {EMBEDDED_METADATASET} (it ships with the source checkout: "
+            "install with `pip install -e .` from a clone, or pass a meta-dataset path)"
+        )
+    return EMBEDDED_METADATASET
+
 def is_store_dir(path: str | Path) -> bool:
     """True when `path` looks like a MetaDatasetStore directory (it has a runs/ folder)."""
     return (Path(path) / "runs").is_dir()
