@@ -125,6 +125,14 @@ METHODS: dict[str, Method] = {
     "grid": Method("grid", _Baseline(GridSearch), description="grid over ELR x weight decay, model by model, full runs"),
     "hyperband": Method("hyperband", _Baseline(Hyperband), description="Hyperband, eta=3, freeze-thaw"),
     "sh": Method("sh", _Baseline(SuccessiveHalving), description="successive halving, eta=3, freeze-thaw"),
+    # Quick-Tune and its ablations (adapters in quicktune/benchmark/qt_method.py; meta-trained once per fold).
+    "quicktune": Method("quicktune", "quicktune.benchmark.qt_method:quicktune", prepare="quicktune.benchmark.qt_method:prepare",
+                        description="Quick-Tune: meta-learned deep-kernel GP, cost-aware freeze-thaw BO"),
+    "quicktune-no-meta": Method("quicktune-no-meta", "quicktune.benchmark.qt_method:quicktune_no_meta",
+                                description="Quick-Tune without meta-training (DyHPO-like)"),
+    "quicktune-no-cost": Method("quicktune-no-cost", "quicktune.benchmark.qt_method:quicktune_no_cost",
+                                prepare="quicktune.benchmark.qt_method:prepare",
+                                description="Quick-Tune without the cost model (plain EI)"),
 }
 
 

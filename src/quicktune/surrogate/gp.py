@@ -1,0 +1,308 @@
+"""The deep-kernel GP, and the `Surrogate` that bundles it with the cost net, the scalers and the
+encoding of the search space into one checkpoint file.
+
+The GP is a gpytorch ExactGP whose kernel acts on learned features: k(x, x') = s * Matern52(
+phi(x), phi(x')) with phi the `FeatureExtractor`; Gaussian likelihood. Its mean is, by default,
+the last observed accuracy of the row's curve prefix plus a linear function of the same features
+(`mean="residual"`; `"learned"` drops the last-value term) rather than a constant: with no
+observation of the target dataset yet, a constant-mean GP predicts the same value for every
+candidate, while the learned mean carries what meta-training found about which configs do well
+on which datasets (the zero-shot ranking), and anchoring it at the last observed value makes
+"the next epoch is close to this one" the default. `mean="constant"` gives the textbook DKL.
+
+Following botorch, a model only yields a posterior (`DeepKernelGP.posterior`); fitting lives in
+`quicktune.surrogate.fit` as free functions.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import gpytorch
+import numpy as np
+from gpytorch.utils.cholesky import psd_safe_cholesky
+import torch
+from torch import Tensor
+
+from quicktune.space import Config, SearchSpace
+from quicktune.surrogate.nets import DTYPE, CostNet, FeatureExtractor, FeatureScaler, InputLayout, NetConfig, pad_prefixes
+
+CHECKPOINT_FORMAT = "quicktune-surrogate"
+CHECKPOINT_VERSION = 1
+
+
+class DeepKernelGP(gpytorch.models.ExactGP):
+    """ExactGP on learned features. Inputs are packed rows (n x layout.width), see `nets`."""
+
+    def __init__(self, extractor: FeatureExtractor, kernel: str = "matern", mean: str = "residual") -> None:
+        if kernel not in ("matern", "rbf"):
+            raise ValueError(f"`kernel` must be 'matern' or 'rbf', but got {kernel!r}")
+        if mean not in ("residual", "learned", "constant"):
+            raise ValueError(f"`mean` must be 'residual', 'learned' or 'constant', but got {mean!r}")
+        # The noise floor keeps the Cholesky of near-duplicate rows (same config, same budget)
+        # well conditioned; accuracies are fractions, so 1e-4 variance is a 1% std floor at most.
+        likelihood = gpytorch.likelihoods.GaussianLikelihood(noise_constraint=gpytorch.constraints.GreaterThan(1e-5))
+        super().__init__(None, None, likelihood)
+        self.extractor = extractor
+        self.mean_kind = mean
+        self.mean_module = (
+            gpytorch.means.ConstantMean() if mean == "constant" else gpytorch.means.LinearMean(extractor.out_dim)
+        )
+        base = gpytorch.kernels.MaternKernel(nu=2.5) if kernel == "matern" else gpytorch.kernels.RBFKernel()
+        self.covar_module = gpytorch.kernels.ScaleKernel(base)
+        # Start from values on the scale of accuracies in [0, 1] (gpytorch's defaults, noise and
+        # outputscale 0.69, would cost many meta-training steps just to shrink).
+        self.likelihood.noise = 1e-3
+        self.covar_module.outputscale = 0.05
+        base.lengthscale = 1.0
+        self.to(DTYPE)
+
+    def _prior_mean(self, x: Tensor, z: Tensor) -> Tensor:
+        mean = self.mean_module(z)
+        if self.mean_kind == "residual":
+            # Curves move little from one epoch to the next: the last observed value is the
+            # natural prior guess, and the net only learns the change (and, for an unstarted
+            # config, whose last value is 0, the level itself).
+            mean = mean + self.extractor.layout.last_value(x)
+        return mean
+
+    def forward(self, x: Tensor) -> gpytorch.distributions.MultivariateNormal:
+        z = self.extractor(x)
+        return gpytorch.distributions.MultivariateNormal(self._prior_mean(x, z), self.covar_module(z))
+
+    def condition(self, x: Tensor | None, y: Tensor | None) -> None:
+        """Use (x: (n x width), y: (n,)) as the training data (None, None: the prior)."""
+        if x is None or len(x) == 0:
+            self.train_inputs, self.train_targets = None, None
+            self.prediction_strategy = None
+            return
+        self.set_train_data(x, y, strict=False)
+
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior mean and variance of the latent accuracy at x: (m x width) -> ((m,), (m,)).
+
+        The exact-GP equations written out (Cholesky of the n x n training covariance, only the
+        diagonal of the test covariance): the same numbers gpytorch's prediction strategy gives,
+        without its dense m x m test covariance, which for thousands of candidates costs seconds.
+        """
+        self.eval()
+        with torch.no_grad():
+            z = self.extractor(x)
+            mean = self._prior_mean(x, z)
+            var = self.covar_module(z, diag=True)
+            if self.train_inputs is None or self.train_targets is None or len(self.train_targets) == 0:
+                return mean, var.clamp_min(0.0)
+            x_tr, y_tr = self.train_inputs[0], self.train_targets
+            z_tr = self.extractor(x_tr)
+            K = self.covar_module(z_tr).to_dense()
+            K = K + self.likelihood.noise * torch.eye(len(y_tr), dtype=K.dtype)
+            L = psd_safe_cholesky(K)
+            alpha = torch.cholesky_solve((y_tr - self._prior_mean(x_tr, z_tr)).unsqueeze(-1), L)  # (n x 1)
+            Ks = self.covar_module(z, z_tr).to_dense()  # (m x n)
+            v = torch.linalg.solve_triangular(L, Ks.T, upper=False)  # (n x m)
+            return mean + (Ks @ alpha).squeeze(-1), (var - (v * v).sum(dim=0)).clamp_min(0.0)
+
+    @property
+    def noise(self) -> float:
+        return float(self.likelihood.noise.detach())
+
+
+class Surrogate:
+    """Net + GP hyperparameters + cost net + scalers + search-space encoding, saved as one file.
+
+    Build one with `Surrogate.build` (untrained) or `Surrogate.load`; meta-train it with
+    `quicktune.surrogate.fit.meta_train`. Loading needs only the checkpoint: the search-space
+    encoding (`space_state`), the model list and the feature statistics travel with it.
+    """
+
+    def __init__(
+        self,
+        *,
+        space_state: Mapping[str, Any],
+        max_epochs: int,
+        scaler: FeatureScaler,
+        desc_scaler: FeatureScaler,
+        model_descriptors: Mapping[str, Mapping[str, float]] | None = None,
+        net: NetConfig | None = None,
+        kernel: str = "matern",
+        mean: str = "residual",
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
+        if max_epochs < 1:
+            raise ValueError(f"`max_epochs >= 1` must hold, but got max_epochs={max_epochs}")
+        self.space_state = {"models": list(space_state["models"]), "extra_spec": dict(space_state["extra_spec"])}
+        self.models: list[str] = list(self.space_state["models"])
+        self.max_epochs = int(max_epochs)
+        self.scaler = scaler
+        self.desc_scaler = desc_scaler
+        self.model_descriptors = {m: dict(v) for m, v in (model_descriptors or {}).items()}
+        self.net_config = net or NetConfig()
+        self.kernel = kernel
+        self.mean = mean
+        self.info: dict[str, Any] = dict(info or {})
+        hp_dim = SearchSpace.from_state_dict(self.space_state, [Config("_", 1e-3)]).dim
+        self.layout = InputLayout(hp_dim, desc_scaler.dim, scaler.dim, self.max_epochs - 1)
+        extractor = FeatureExtractor(self.layout, len(self.models), self.net_config, self.max_epochs)
+        self.gp = DeepKernelGP(extractor, kernel=kernel, mean=mean)
+        self.cost_net = CostNet(self.layout, len(self.models), self.net_config).to(DTYPE)
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        space: SearchSpace,
+        max_epochs: int,
+        feature_rows: Sequence[Mapping[str, float]] = (),
+        feature_names: Sequence[str] = (),
+        model_descriptors: Mapping[str, Mapping[str, float]] | None = None,
+        net: NetConfig | None = None,
+        kernel: str = "matern",
+        mean: str = "residual",
+        seed: int = 0,
+    ) -> Surrogate:
+        """An untrained surrogate for configs encoded like `space`.
+
+        feature_rows: dataset (+ pair) feature dicts the scaler is fitted on (one per dataset or
+        per (dataset, model)); feature_names: which of their keys the surrogate uses.
+        model_descriptors: {model: {name: value}} numeric model descriptors (optional).
+        """
+        descriptors = {m: dict(v) for m, v in (model_descriptors or {}).items()}
+        desc_names = sorted({k for v in descriptors.values() for k in v})
+        with torch.random.fork_rng():  # seeded weights without touching the caller's RNG
+            torch.manual_seed(seed)
+            return cls(
+                space_state=space.state_dict(),
+                max_epochs=max_epochs,
+                scaler=FeatureScaler.fit(list(feature_rows), feature_names),
+                desc_scaler=FeatureScaler.fit(list(descriptors.values()), desc_names),
+                model_descriptors=descriptors,
+                net=net,
+                kernel=kernel,
+                mean=mean,
+            )
+
+    # -- inputs -------------------------------------------------------------------------------
+    def static_inputs(
+        self,
+        configs: Sequence[Config],
+        dataset_features: Mapping[str, float] | None = None,
+        pair_features: Mapping[str, Mapping[str, float]] | None = None,
+        model_descriptors: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> Tensor:
+        """The config- and dataset-dependent part of the inputs: a (n x layout.static_dim) tensor.
+
+        dataset_features: {name: value} of the target dataset; pair_features: {model: {name:
+        value}} (model, dataset) features; model_descriptors: extra/override model descriptors
+        (for models meta-training never saw). Missing features scale to 0 (the training mean).
+        """
+        n = len(configs)
+        space = SearchSpace.from_state_dict(self.space_state, configs) if n else None
+        hp = space.encode() if space is not None else torch.zeros(0, self.layout.hp_dim, dtype=DTYPE)
+        midx = space.model_index().to(DTYPE) if space is not None else torch.zeros(0, dtype=DTYPE)
+        descs = {**self.model_descriptors, **{m: dict(v) for m, v in (model_descriptors or {}).items()}}
+        desc = self.desc_scaler.transform([descs.get(c.model, {}) for c in configs])
+        ds = dict(dataset_features or {})
+        pf = pair_features or {}
+        meta = self.scaler.transform([{**ds, **pf.get(c.model, {})} for c in configs])
+        return torch.cat(
+            [hp.to(DTYPE), midx.reshape(-1, 1), torch.as_tensor(desc, dtype=DTYPE), torch.as_tensor(meta, dtype=DTYPE)],
+            dim=1,
+        )
+
+    def rows(
+        self, static: Tensor, epochs: Sequence[int] | Tensor, prefixes: Sequence[Sequence[float]], horizon: int | None = None
+    ) -> Tensor:
+        """Packed rows for "static[i] evaluated at epoch epochs[i] after prefixes[i]": (n x width).
+
+        horizon: the target's epoch horizon (budget = epoch / horizon); default: meta-training's.
+        """
+        horizon = int(horizon or self.max_epochs)
+        t = torch.as_tensor(np.asarray(epochs, dtype=float), dtype=DTYPE)
+        values, mask = pad_prefixes(prefixes, self.layout.curve_len)
+        return self.layout.pack(static, (t / horizon).clamp(max=1.0), values, mask)
+
+    # -- predictions --------------------------------------------------------------------------
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and variance (n,) of the accuracy at rows x, given the data set by `condition`."""
+        return self.gp.posterior(x)
+
+    def condition(self, x: Tensor | None, y: Tensor | None) -> None:
+        self.gp.condition(x, y)
+
+    def log_cost(self, static: Tensor) -> Tensor:
+        """Predicted log seconds of one epoch, (n,), for static inputs (n x static_dim)."""
+        self.cost_net.eval()
+        with torch.no_grad():
+            return self.cost_net(static)
+
+    # -- persistence --------------------------------------------------------------------------
+    def weights(self) -> dict[str, dict[str, Tensor]]:
+        """A deep copy of every learned tensor (to reset a refit to the meta-trained weights)."""
+        return {"gp": copy.deepcopy(self.gp.state_dict()), "cost": copy.deepcopy(self.cost_net.state_dict())}
+
+    def load_weights(self, weights: Mapping[str, Mapping[str, Tensor]]) -> None:
+        self.gp.load_state_dict(weights["gp"])
+        self.cost_net.load_state_dict(weights["cost"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "space_state": self.space_state,
+            "max_epochs": self.max_epochs,
+            "scaler": self.scaler.state_dict(),
+            "desc_scaler": self.desc_scaler.state_dict(),
+            "model_descriptors": self.model_descriptors,
+            "net_config": vars(self.net_config).copy(),
+            "kernel": self.kernel,
+            "mean": self.mean,
+            "info": self.info,
+            "gp_state": self.gp.state_dict(),
+            "cost_state": self.cost_net.state_dict(),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> Surrogate:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"not a quicktune surrogate checkpoint (format={state.get('format')!r})")
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(
+                f"surrogate checkpoint version {state.get('version')!r} is not supported; expected {CHECKPOINT_VERSION}"
+            )
+        s = cls(
+            space_state=state["space_state"],
+            max_epochs=int(state["max_epochs"]),
+            scaler=FeatureScaler.from_state_dict(state["scaler"]),
+            desc_scaler=FeatureScaler.from_state_dict(state["desc_scaler"]),
+            model_descriptors=state["model_descriptors"],
+            net=NetConfig.from_dict(state["net_config"]),
+            kernel=state["kernel"],
+            mean=state["mean"],
+            info=state.get("info", {}),
+        )
+        s.gp.load_state_dict(state["gp_state"])
+        s.cost_net.load_state_dict(state["cost_state"])
+        return s
+
+    def save(self, path: str | Path) -> Path:
+        """Write the checkpoint atomically (temp file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Surrogate:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such surrogate checkpoint")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a truncated or foreign file: say which and why, in one line
+            raise ValueError(f"{path}: not a readable surrogate checkpoint ({type(e).__name__}: {e})") from None
+        return cls.from_state_dict(state)
