@@ -44,10 +44,11 @@ def run_replay(args: argparse.Namespace, table) -> dict:
     from quicktune.surrogate.gp import Surrogate
 
     t0 = time.perf_counter()
-    res = run_benchmark(table, METHODS, parse_duration(args.budget), seeds=range(args.seeds), n_folds=args.folds,
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    res = run_benchmark(table, methods, parse_duration(args.budget), seeds=range(args.seeds), n_folds=args.folds,
                         workers=args.workers, cache_dir=args.cache_dir, grid_points=args.grid_points,
                         progress=_progress)
-    paths = write_outputs(res, args.out, prefix="quicktune_replay")
+    paths = write_outputs(res, args.out, prefix=args.prefix)
     wall = time.perf_counter() - t0
 
     # Meta-training time and validation metrics per fold, read back from the cached checkpoints.
@@ -69,7 +70,7 @@ def run_replay(args: argparse.Namespace, table) -> dict:
     summary, _ = summarize(res)
     avg = summary[summary["dataset"] == "ALL"]
     print(f"{len(table.datasets)} datasets x {args.seeds} seeds, budget {args.budget}, wall time {wall:.0f} s")
-    for m in METHODS:
+    for m in methods:
         row = avg[avg["method"] == m].set_index("time")
         cells = "  ".join(f"{t}: {row.loc[t, 'mean']:.3f} [{row.loc[t, 'ci_low']:.3f}, {row.loc[t, 'ci_high']:.3f}]"
                           for t in row.index)
@@ -199,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", type=Path, default=REPO / ".quicktune-cache" / "quicktune_replay")
     p.add_argument("--part", choices=["replay", "overhead", "all"], default="all")
     p.add_argument("--budget", default="16h")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated benchmark methods")
+    p.add_argument("--prefix", default="quicktune_replay", help="file name prefix of the replay outputs")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--workers", type=int, default=2)
@@ -211,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --metadataset {args.metadataset}: no such directory", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    torch.set_num_threads(args.threads)
 
     from quicktune.metadataset import open_metadataset
 

@@ -20,6 +20,7 @@ def metatrain(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per batch.")] = 64,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (cosine-decayed).")] = 3e-3,
     threads: Annotated[int, typer.Option("--threads", help="torch intra-op threads.")] = 1,
+    weights_dir: Annotated[Optional[Path], typer.Option("--weights-dir", help="Hub weights directory, for the descriptors of models the hub knows (default: $QUICKTUNE_WEIGHTS_DIR).")] = None,
 ) -> None:
     """Meta-train the surrogate (deep-kernel GP + cost model) and write its checkpoint; keeps the
     weights with the best validation NLL on the held-out datasets."""
@@ -58,11 +59,22 @@ def metatrain(
     if held and len(set(held)) >= len(table.datasets):
         fail(f"--holdout leaves no dataset to train on (the meta-dataset has {len(table.datasets)})")
 
+    from quicktune.metadataset.loading import load_rows
+    from quicktune.surrogate.provenance import finetune_setting, hub_descriptors
+
+    descriptors = hub_descriptors(table.models, weights_dir)
     try:
         result = meta_train(table, steps=steps, batch_size=batch_size, lr=lr, seed=seed, holdout=held or None,
-                            val_fraction=val_fraction, progress=True)
+                            val_fraction=val_fraction, model_descriptors=descriptors or None, progress=True)
     except ValueError as e:
         fail(str(e))
+    try:
+        setting = finetune_setting(load_rows(metadataset)[0])
+    except (StoreError, ValueError, KeyError, OSError):
+        setting = {}
+    if setting:
+        result.surrogate.info["finetune"] = setting
+    result.surrogate.info["metadataset"] = str(metadataset)
     try:
         path = result.surrogate.save(out)
     except OSError as e:
@@ -80,6 +92,10 @@ def metatrain(
         )
     else:
         console.print("no validation dataset (one dataset, or --val-fraction 0): kept the last weights", highlight=False)
+    if descriptors:
+        console.print(f"hub descriptors for {len(descriptors)}/{len(table.models)} model(s)", highlight=False)
+    if setting:
+        console.print(f"fine-tuning setting recorded for `suggest`: {setting}", highlight=False)
     console.print(f"wrote {path} ({result.seconds:.0f} s)", highlight=False)
 
 
