@@ -79,6 +79,7 @@ def run_replay(args: argparse.Namespace, table) -> dict:
         print(f"{f}: meta-training {v['meta_train_seconds']} s, val {v['val_metrics']}")
     for k, v in paths.items():
         print(f"{k:>16}: {v.relative_to(REPO) if v.is_relative_to(REPO) else v}")
+    doc["dataset_level"] = dataset_stats(args.out, args.prefix)
     return doc
 
 
@@ -173,6 +174,50 @@ def run_overhead(args: argparse.Namespace, table) -> dict:
     return out
 
 
+def dataset_stats(out: Path, prefix: str, reference: str = "random", n_boot: int = 5000) -> dict:
+    """Per-dataset comparisons read back from <prefix>_summary.csv: on how many datasets each
+    method beats `reference` (and quicktune-no-meta), and the ratio of mean regrets with a 95%
+    bootstrap CI over DATASETS (Quick-Tune with a meta-trained surrogate is nearly deterministic,
+    so seeds barely vary and a CI over seeds would understate the uncertainty)."""
+    import pandas as pd
+
+    s = pd.read_csv(out / f"{prefix}_summary.csv")
+    s = s[s["dataset"] != "ALL"]
+    rng = np.random.default_rng(0)
+    stats: dict = {}
+    for t in s["time"].unique():
+        p = s[s["time"] == t].pivot(index="dataset", columns="method", values="mean").dropna()
+        if reference not in p.columns or p.empty:
+            continue
+        idx = rng.integers(0, len(p), size=(n_boot, len(p)))
+        ref = p[reference].to_numpy()
+        row = {}
+        for m in p.columns:
+            if m == reference:
+                continue
+            v = p[m].to_numpy()
+            ratio = v[idx].mean(1) / np.maximum(ref[idx].mean(1), 1e-12)
+            row[m] = {
+                "mean_regret": float(v.mean()), f"ratio_to_{reference}": float(v.mean() / max(ref.mean(), 1e-12)),
+                "ratio_ci_datasets": [float(x) for x in np.percentile(ratio, [2.5, 97.5])],
+                f"datasets_better_than_{reference}": int((v < ref).sum()),
+                "datasets_better_than_quicktune-no-meta": (int((v < p["quicktune-no-meta"].to_numpy()).sum())
+                                                           if "quicktune-no-meta" in p.columns and m != "quicktune-no-meta" else None),
+                "n_datasets": int(len(p)),
+            }
+        stats[str(t)] = row
+    path = out / f"{prefix}_summary.json"
+    doc = json.loads(path.read_text())
+    doc["dataset_level"] = stats
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    for t, row in stats.items():
+        for m, v in row.items():
+            print(f"{t:>4} {m:>18}: regret {v['mean_regret']:.3f} = {v[f'ratio_to_{reference}']:.3f} x {reference} "
+                  f"[{v['ratio_ci_datasets'][0]:.3f}, {v['ratio_ci_datasets'][1]:.3f}] (datasets bootstrap); better on "
+                  f"{v[f'datasets_better_than_{reference}']}/{v['n_datasets']} datasets")
+    return stats
+
+
 def _progress(stage: str, done: int, total: int) -> None:
     if done == total or done % max(1, total // 20) == 0:
         print(f"  {stage}: {done}/{total}", flush=True)
@@ -198,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metadataset", type=Path, default=DEFAULT_METADATASET)
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     p.add_argument("--cache-dir", type=Path, default=REPO / ".quicktune-cache" / "quicktune_replay")
-    p.add_argument("--part", choices=["replay", "overhead", "all"], default="all")
+    p.add_argument("--part", choices=["replay", "overhead", "stats", "all"], default="all")
     p.add_argument("--budget", default="16h")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated benchmark methods")
     p.add_argument("--prefix", default="quicktune_replay", help="file name prefix of the replay outputs")
@@ -228,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.part in ("replay", "all"):
         run_replay(args, table)
+    if args.part == "stats":
+        dataset_stats(args.out, args.prefix)
     if args.part in ("overhead", "all"):
         run_overhead(args, table)
     return 0
