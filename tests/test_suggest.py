@@ -345,3 +345,20 @@ def test_a_real_cifar_resnet_search_on_cifar10_small(tmp_path: Path, monkeypatch
     best = s.report()["best"]
     # CIFAR-10 weights on (re-encoded) CIFAR-10 images: far above the 10% of chance after an epoch.
     assert best is not None and best["accuracy"] > 0.3
+
+
+def test_out_of_range_names_the_features_far_from_meta_training() -> None:
+    from quicktune.surrogate.nets import FeatureScaler
+
+    rows = [{"n_samples": n, "emd_sim": e} for n, e in [(400, 0.25), (800, 0.27), (500, 0.26), (600, 0.24)]]
+
+    @dataclass
+    class _Sur:
+        scaler: FeatureScaler
+
+    sur = _Sur(FeatureScaler.fit(rows, ["n_samples", "emd_sim"]))
+    inside = qs.TaskFeatures({"n_samples": 500.0}, {"a": {"emd_sim": 0.26}}, {})
+    assert qs.out_of_range(sur, inside) == []
+    far = qs.TaskFeatures({"n_samples": 500.0}, {"a": {"emd_sim": 0.26}, "b": {"emd_sim": 0.70}}, {})
+    (hit,) = qs.out_of_range(sur, far)
+    assert hit[:2] == ("b", "emd_sim") and hit[2] > 3.0

@@ -269,6 +269,21 @@ def task_features(
     return TaskFeatures(ds, pairs, descs)
 
 
+def out_of_range(surrogate: Any, features: TaskFeatures, limit: float = 3.0) -> list[tuple[str, str, float]]:
+    """The target's features that lie more than `limit` meta-training standard deviations from the
+    meta-training mean: [(model or "", feature, z)], largest |z| first. Predictions that rest on
+    them are extrapolations (a deep kernel's mean can leave [0, 1] there)."""
+    scaler = surrogate.scaler
+    found: dict[tuple[str, str], float] = {}
+    for m, pair in features.pairs.items():
+        z = scaler.transform([{**features.dataset, **pair}])[0]
+        for name, v in zip(scaler.names, z):
+            if abs(v) > limit:
+                key = ("" if name in features.dataset else m, name)
+                found[key] = max(found.get(key, 0.0), float(v), key=abs)
+    return sorted(((m, n, v) for (m, n), v in found.items()), key=lambda t: -abs(t[2]))
+
+
 # ------------------------------------------------------------------------------------------------
 # Zero-shot ranking
 # ------------------------------------------------------------------------------------------------

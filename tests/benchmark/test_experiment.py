@@ -164,3 +164,14 @@ def test_outputs_have_the_documented_files_and_columns(table, tmp_path):
     assert doc["methods"]["grid"]["median_overhead_s_per_step"] >= 0
     for key in ("png", "png_per_dataset"):
         assert Path(paths[key]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_restricted_view_builds_unbuilt_tasks_from_the_right_rows():
+    runs = synthetic_runs(datasets=("d0", "d1", "d2", "d3"))
+    fresh = CurveTable(runs)  # nothing built yet: the view must build its tasks itself
+    view = restrict_table(fresh, ["d2", "d3"])
+    reference = CurveTable(runs)
+    for d in ("d2", "d3"):
+        got, want = view.task(d), reference.task(d)
+        assert got.run_keys == want.run_keys
+        np.testing.assert_array_equal(got.perf, want.perf)

@@ -108,6 +108,10 @@ def restrict_table(table: CurveTable, datasets: Iterable[str]) -> CurveTable:
         frame = getattr(table, name, None)
         if isinstance(frame, pd.DataFrame) and "dataset" in frame.columns:
             setattr(view, name, frame[frame["dataset"].isin(keep)])
+    if isinstance(getattr(view, "_runs", None), pd.DataFrame) and hasattr(table, "_rows_of"):
+        # Row positions index the filtered frame now: recompute them, or building a task that
+        # was not built before the restriction reads the wrong rows (or none).
+        view._rows_of = view._runs.groupby("dataset", sort=False).indices
     return view
 
 

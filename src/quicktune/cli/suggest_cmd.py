@@ -88,8 +88,8 @@ def _ranking_table(preds: list[Any], top: int, title: str):
     table = Table(title=title, show_edge=False, title_justify="left",
                   caption="lr = ELR * (1 - momentum); accuracy: posterior mean ± std at the last epoch",
                   caption_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("model", no_wrap=True, min_width=12)
+    table.add_column("#", justify="right", no_wrap=True, min_width=2)
+    table.add_column("model", min_width=12, overflow="fold")
     for name in ("ELR", "lr", "mom.", "wd", "pred. acc", "pred. min"):
         table.add_column(name, justify="right", no_wrap=True)
     for rank, p in enumerate(preds[:top], start=1):
@@ -208,6 +208,12 @@ def suggest_cmd(
     if horizon > sur.max_epochs:
         err.print(f"[yellow]note:[/] --epochs {horizon} is beyond the {sur.max_epochs} epochs the surrogate was "
                   f"meta-trained on; its predictions extrapolate", highlight=False)
+    far = qs.out_of_range(sur, feats)
+    if far:
+        shown = ", ".join(f"{n}{f' ({m})' if m else ''} z={v:+.1f}" for m, n, v in far[:4])
+        err.print(f"[yellow]note:[/] this data lies outside what the surrogate was meta-trained on ({shown}); "
+                  f"its predicted accuracies there are extrapolations (clipped to [0, 1]) - a timed search "
+                  f"checks them", highlight=False)
     configs = qs.make_candidates(model_names, candidates, seed)
     surrogate_path = str(surrogate) if surrogate is not None else str(qs.DEFAULT_SURROGATE_PATH)
 
@@ -219,7 +225,8 @@ def suggest_cmd(
 
             doc = {"task": target.name, "data": target.spec.path, "surrogate": surrogate_path, "epochs": horizon,
                    "max_image_size": cap, "candidates": len(configs), "models": model_names, "seconds": seconds,
-                   "features": feats.to_dict(), "ranking": [{"rank": i + 1, **p.to_dict()} for i, p in enumerate(preds[:top])]}
+                   "features": feats.to_dict(),
+                   "out_of_range": [{"model": m, "feature": n, "z": v} for m, n, v in far], "ranking": [{"rank": i + 1, **p.to_dict()} for i, p in enumerate(preds[:top])]}
             print(to_json(doc))
             return
         out.print(_ranking_table(preds, top, f"zero-shot ranking for {target.name}: top {min(top, len(preds))} of "
