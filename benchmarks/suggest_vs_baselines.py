@@ -83,7 +83,6 @@ import math
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -112,11 +111,10 @@ JOB_VERSION = 1
 # Small helpers
 # ------------------------------------------------------------------------------------------------
 def _atomic_json(doc: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
+    from quicktune.atomic import atomic_write
+
+    with atomic_write(path, "w") as f:
         json.dump(doc, f, indent=1, allow_nan=False, default=_nan_to_none)
-    os.replace(tmp, path)
 
 
 def _nan_to_none(x: Any) -> Any:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import uuid
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -37,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from quicktune.atomic import atomic_write
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
@@ -397,10 +398,8 @@ def _load_split(
     }
     if cache_file is not None:
         try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.parent / f".tmp-{uuid.uuid4().hex}-{cache_file.name}"
-            torch.save(out, tmp)
-            os.replace(tmp, cache_file)
+            with atomic_write(cache_file) as f:
+                torch.save(out, f)
         except OSError as e:  # a read-only cache only costs speed
             warnings.warn(f"could not write the data cache {cache_file}: {e}", stacklevel=2)
     return out

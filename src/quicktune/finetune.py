@@ -37,7 +37,6 @@ import os
 import random
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,6 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from quicktune.atomic import atomic_write
 from quicktune.data import TaskData
 from quicktune.metadataset.schema import FINETUNE_VERSION, SCHEMA_VERSION, run_key
 from quicktune.space import ADAPTIVE_OPTIMIZERS, Config
@@ -118,20 +118,6 @@ def epoch_rows(
         )
         for r in results
     ]
-
-
-def _atomic_torch_save(obj: Any, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".tmp-{uuid.uuid4().hex}-{dest.name}"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -521,7 +507,8 @@ class Finetuner:
                 scheduler=self._scheduler.state_dict(),
                 rng={"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
             )
-        _atomic_torch_save(state, self.checkpoint_path)
+        with atomic_write(self.checkpoint_path) as f:
+            torch.save(state, f)
 
     def delete_checkpoint(self) -> None:
         """Remove this run's checkpoint directory (e.g. once its rows are safely stored)."""

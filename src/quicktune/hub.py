@@ -28,7 +28,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from quicktune.atomic import atomic_write
 from quicktune.models.bn import recalibrate_bn  # noqa: F401  (re-exported: see its docstring)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -402,19 +402,8 @@ def _file_digest(path: Path) -> str:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        # mkstemp creates the file 0600; a saved model should get the usual permissions (umask).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)  # atomic: concurrent workers see the old state or the whole file
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path) as f:  # concurrent workers see the old state or the whole file
+        torch.save(obj, f)
 
 
 def converted_state_dict(name: str, weights_dir: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
@@ -517,8 +506,7 @@ def save_checkpoint(
     if builder:
         meta["builder"] = dict(builder)
     _atomic_save(model.state_dict(), wd / f"{info.name}.pth")
-    tmp = wd / f".{info.name}.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, wd / f"{info.name}.json")
+    with atomic_write(wd / f"{info.name}.json", "w") as f:
+        f.write(json.dumps(meta, indent=2))
     _info_cached.cache_clear()
     return wd / f"{info.name}.pth"

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from quicktune.atomic import atomic_write
 
 REPORT_JSON = "report.json"
 REPORT_PNG = "report.png"
@@ -40,15 +41,8 @@ def to_json(report: Mapping[str, Any]) -> str:
 def write_json(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write `report` as strict JSON (atomically: temp file + rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(to_json(report))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path, "w") as f:
+        f.write(to_json(report))
     return path
 
 
@@ -129,10 +123,9 @@ def plot(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     ax2.set_title(f"incumbent over {_clock(elapsed)} ({report.get('epochs_trained', 0)} epochs trained)")
     ax2.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_write(path) as f:
+        fig.savefig(f, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

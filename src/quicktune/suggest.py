@@ -31,7 +31,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from quicktune.atomic import atomic_write
 from quicktune.collect import ELR_RANGE, MOMENTA, P_ZERO_WEIGHT_DECAY, WEIGHT_DECAY_RANGE, training_size
 from quicktune.data import TaskData, TaskSpec, load_task
 from quicktune.space import Config
@@ -343,15 +343,8 @@ def default_workdir(target_name: str, root: str | os.PathLike[str] = ".quicktune
 
 
 def _atomic_json(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, allow_nan=True)
-        os.replace(tmp, path)  # a kill leaves the old session or the new one, never half of one
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path, "w") as f:  # a kill leaves the old session or the new one, never half of one
+        json.dump(obj, f, indent=1, allow_nan=True)
 
 
 @dataclass

@@ -33,6 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from quicktune.atomic import TMP_PREFIX, atomic_write, fsync_dir
 from quicktune.metadataset.schema import (
     FEATURE_COLUMNS,
     FEATURE_SCHEMA,
@@ -50,41 +51,9 @@ class StoreError(ValueError):
     """A meta-dataset store is missing, malformed, or was given rows that break the schema."""
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _atomic_write_table(table: pa.Table, dest: Path) -> None:
-    tmp = dest.parent / f".tmp-{uuid.uuid4().hex}-{dest.name}"
-    try:
-        with open(tmp, "wb") as f:
-            pq.write_table(table, f, compression="zstd")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(dest.parent)
-
-
-def _atomic_write_text(text: str, dest: Path) -> None:
-    tmp = dest.parent / f".tmp-{uuid.uuid4().hex}-{dest.name}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, dest)
-    _fsync_dir(dest.parent)
+    with atomic_write(dest, sync_dir=True) as f:
+        pq.write_table(table, f, compression="zstd")
 
 
 def _frame(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -175,7 +144,7 @@ class MetaDatasetStore:
         directory = self.root / kind
         if not directory.is_dir():
             return []
-        return sorted(p for p in directory.iterdir() if p.suffix == ".parquet" and not p.name.startswith(".tmp-"))
+        return sorted(p for p in directory.iterdir() if p.suffix == ".parquet" and not p.name.startswith(TMP_PREFIX))
 
     def _read(self, kind: str, files: list[Path] | None = None) -> pd.DataFrame:
         schema, key = _KINDS[kind]
@@ -244,8 +213,8 @@ class MetaDatasetStore:
                 _atomic_write_table(table, dest)
                 for p in files:
                     p.unlink(missing_ok=True)
-                _fsync_dir(directory)
-            for stale in directory.glob(".tmp-*") if directory.is_dir() else ():
+                fsync_dir(directory)
+            for stale in directory.glob(f"{TMP_PREFIX}*") if directory.is_dir() else ():
                 try:
                     if time.time() - stale.stat().st_mtime > 3600:  # an hour-old temp is a crashed writer's
                         stale.unlink(missing_ok=True)
@@ -262,7 +231,8 @@ class MetaDatasetStore:
                     n_runs=int(df["run_key"].nunique()),
                     total_seconds=float(df["seconds"].sum()),
                 )
-        _atomic_write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", self.root / MANIFEST)
+        with atomic_write(self.root / MANIFEST, "w", sync_dir=True) as f:
+            f.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         return manifest
 
     def manifest(self) -> dict[str, Any] | None:
