@@ -1,12 +1,19 @@
-"""Helpers shared by the CLI commands: one-line errors with a non-zero exit, duration parsing."""
+"""Helpers shared by the CLI commands: one-line errors with a non-zero exit, duration parsing,
+loading a meta-dataset."""
 
 from __future__ import annotations
 
 import re
-from typing import NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from quicktune.metadataset.tabular import CurveTable
 
 console = Console(stderr=True)
 
@@ -34,3 +41,18 @@ def parse_duration(text: str) -> float:
     if not parts or "".join(n + u for n, u in parts) != t:
         raise ValueError(f"a duration looks like 90s, 30m, 4h or 1h30m, but got {text!r}")
     return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def load_metadataset(path: Path, status: Console) -> tuple[CurveTable, pd.DataFrame]:
+    """The curves of the meta-dataset at `path` (a store or a Quick-Tune-format folder) and its run
+    rows, read once behind a status line on `status`; anything unreadable exits with a one-line
+    error naming --metadataset."""
+    from quicktune.metadataset import StoreError, load_rows
+    from quicktune.metadataset.tabular import CurveTable
+
+    try:
+        with status.status(f"loading {path} ..."):
+            runs, features = load_rows(path)
+            return CurveTable(runs, features), runs
+    except (StoreError, ValueError, KeyError, OSError) as e:
+        fail(f"--metadataset {path}: {e}")

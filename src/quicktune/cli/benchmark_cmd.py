@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from quicktune.cli._common import fail, parse_duration
+from quicktune.cli._common import fail, load_metadataset, parse_duration
 
 
 def _split(text: str | None) -> list[str]:
@@ -73,14 +73,9 @@ def benchmark(
     from rich.table import Table
 
     from quicktune.benchmark.experiment import run_benchmark, summarize, write_outputs
-    from quicktune.metadataset import StoreError, open_metadataset
 
     console = Console()
-    try:
-        with console.status(f"loading {metadataset} ..."):
-            table = open_metadataset(metadataset)
-    except (StoreError, ValueError, KeyError, OSError) as e:
-        fail(f"--metadataset {metadataset}: {e}")
+    table, _ = load_metadataset(metadataset, console)
     chosen = _split(datasets) or None
     if chosen is not None:
         missing = [d for d in chosen if d not in table.datasets]

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from quicktune.cli._common import fail
+from quicktune.cli._common import fail, load_metadataset
 
 
 def metatrain(
@@ -43,23 +43,17 @@ def metatrain(
     import torch
     from rich.console import Console
 
-    from quicktune.metadataset import StoreError, open_metadataset
     from quicktune.surrogate.fit import meta_train
 
     torch.set_num_threads(threads)
     console = Console()
-    try:
-        with console.status(f"loading {metadataset} ..."):
-            table = open_metadataset(metadataset)
-    except (StoreError, ValueError, KeyError, OSError) as e:
-        fail(f"--metadataset {metadataset}: {e}")
+    table, runs = load_metadataset(metadataset, console)
     unknown = [d for d in held if d not in table.datasets]
     if unknown:
         fail(f"--holdout: unknown dataset(s) {', '.join(unknown)}; known: {', '.join(table.datasets)}")
     if held and len(set(held)) >= len(table.datasets):
         fail(f"--holdout leaves no dataset to train on (the meta-dataset has {len(table.datasets)})")
 
-    from quicktune.metadataset.loading import load_rows
     from quicktune.surrogate.provenance import finetune_setting, hub_descriptors
 
     descriptors = hub_descriptors(table.models, weights_dir)
@@ -68,10 +62,7 @@ def metatrain(
                             val_fraction=val_fraction, model_descriptors=descriptors or None, progress=True)
     except ValueError as e:
         fail(str(e))
-    try:
-        setting = finetune_setting(load_rows(metadataset)[0])
-    except (StoreError, ValueError, KeyError, OSError):
-        setting = {}
+    setting = finetune_setting(runs)
     if setting:
         result.surrogate.info["finetune"] = setting
     result.surrogate.info["metadataset"] = str(metadataset)
