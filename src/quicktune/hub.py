@@ -289,6 +289,11 @@ def _unknown(name: str, wd: Path, why: str, timm_hint: bool = True) -> HubError:
     return HubError(f"{why}; models available offline in {wd}: {shown}{hint}")
 
 
+def _not_timm(name: str, timm_kwargs: dict[str, Any]) -> HubError:
+    return HubError(f"model {name!r} is not built by timm, so the timm options {sorted(timm_kwargs)} (e.g. the "
+                    f"config extra `drop`) can not apply to it")
+
+
 def _is_timm_name(name: str) -> bool:
     import timm
 
@@ -347,12 +352,14 @@ def _source_dataset_from_tag(name: str, num_classes: int) -> str:
     return "imagenet-1k" if num_classes == 1000 else "unknown"
 
 
-def _build_local(json_path: Path, num_classes: int) -> nn.Module:
+def _build_local(json_path: Path, num_classes: int, **extra_timm_kwargs: Any) -> nn.Module:
     meta = json.loads(json_path.read_text())
     arch = meta.get("arch")
     if not arch:
         raise HubError(f"{json_path} must name the architecture under 'arch', but it has no such key")
     builder = meta.get("builder") or {}
+    if extra_timm_kwargs and (arch.startswith("cifar_resnet") or builder):
+        raise _not_timm(json_path.stem, extra_timm_kwargs)
     if arch.startswith("cifar_resnet"):
         from quicktune.models.cifar_resnet import CifarResNet
 
@@ -364,7 +371,7 @@ def _build_local(json_path: Path, num_classes: int) -> nn.Module:
     import timm
 
     timm_kwargs = meta.get("timm_kwargs", {})
-    model = timm.create_model(arch, pretrained=False, num_classes=num_classes, **timm_kwargs)
+    model = timm.create_model(arch, pretrained=False, num_classes=num_classes, **timm_kwargs, **extra_timm_kwargs)
     if timm_kwargs:
         model.quicktune_timm_kwargs = dict(timm_kwargs)  # so save_checkpoint of a fine-tuned copy rebuilds it
     return model
@@ -478,7 +485,8 @@ def create_model(
 
     num_classes=None keeps the pretrained source classifier; an int replaces it by a freshly
     initialised head with that many outputs (drawn from torch's global RNG: seed before calling).
-    `timm_kwargs` go to timm.create_model for plain timm names (e.g. pretrained_cfg_overlay).
+    `timm_kwargs` go to timm.create_model for timm names and local checkpoints of timm architectures
+    (e.g. drop_rate); a converted or non-timm model refuses them.
     """
     if num_classes is not None and num_classes < 0:
         raise HubError(f"`num_classes >= 0` must hold, but got {num_classes=}")
@@ -487,11 +495,13 @@ def create_model(
     if name in local or name in REGISTRY:
         info = model_info(name, wd)
         if name in local:
-            model = _build_local(local[name], info.num_source_classes)
+            model = _build_local(local[name], info.num_source_classes, **timm_kwargs)
             if pretrained:
                 sd = torch.load(local[name].with_suffix(".pth"), map_location="cpu", weights_only=True)
                 model.load_state_dict(sd, strict=True)
         else:
+            if timm_kwargs:
+                raise _not_timm(name, timm_kwargs)
             entry = REGISTRY[name]
             model = entry.build(entry.num_source_classes)
             if pretrained:

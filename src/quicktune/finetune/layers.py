@@ -78,7 +78,7 @@ def apply_freezing(model: nn.Module, *, freeze_embedding: bool = False, linear_p
     if linear_probing:
         frozen.update(backbone)
     if pct_to_freeze > 0:
-        frozen.update(backbone[: int(round(pct_to_freeze * len(backbone)))])
+        frozen.update(backbone[: round(pct_to_freeze * len(backbone))])
     for p in frozen.values():
         p.requires_grad_(False)
     return list(frozen)

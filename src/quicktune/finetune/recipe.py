@@ -102,7 +102,8 @@ class Recipe:
         _check(r.mixup >= 0 and r.cutmix >= 0, "mixup/cutmix", ">= 0", (r.mixup, r.cutmix))
         _check(0 <= r.mixup_prob <= 1, "mixup_prob", "in [0, 1]", r.mixup_prob)
         _check(r.drop is None or 0 <= r.drop < 1, "drop", "in [0, 1)", r.drop)
-        _check(r.ra_num_ops >= 1 and 0 <= r.ra_magnitude <= 30, "ra_num_ops/ra_magnitude", ">= 1 / in [0, 30]",
+        # timm's RandAugment posterizes to int(m / 10 * 4) bits: m < 3 would ask Pillow for 0 bits
+        _check(r.ra_num_ops >= 1 and 3 <= r.ra_magnitude <= 30, "ra_num_ops/ra_magnitude", ">= 1 / in [3, 30]",
                (r.ra_num_ops, r.ra_magnitude))
         _check(r.layer_decay is None or 0 < r.layer_decay <= 1, "layer_decay", "in (0, 1]", r.layer_decay)
         _check(r.clip_grad is None or r.clip_grad > 0, "clip_grad", "> 0", r.clip_grad)
@@ -125,14 +126,15 @@ class Recipe:
     def timm_auto_augment(self) -> str | None:
         """The `auto_augment` string for `timm.data.create_transform` (None: v1's crop + flip).
 
-        TrivialAugment (Mueller & Hutter 2021: one op per image, magnitude uniform over the whole
-        range, always applied) is timm's RandAugment with n1, mstd > 100 (uniform magnitude) and p1.
+        "trivial": torchvision's TrivialAugmentWide between timm's crop/flip and its normalisation
+        (timm has no TrivialAugment; its RandAugment with random magnitudes can ask PIL for a
+        0-bit posterize, which current Pillow refuses).
         """
         return {
             "None": None,
             "auto_augment": self.auto_augment,
             "random_augment": f"rand-m{self.ra_magnitude}-n{self.ra_num_ops}",
-            "trivial_augment": "rand-n1-m10-mstd101-p1.0",
+            "trivial_augment": "trivial",
         }[self.data_augmentation]
 
 

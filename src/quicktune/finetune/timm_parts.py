@@ -12,7 +12,8 @@
   recorded v1 curves;
 - `timm.data.Mixup` (+ label smoothing in its soft targets), else cross-entropy with torch's label
   smoothing (0 = exactly v1's loss);
-- augmentation: `timm.data.create_transform(is_training=True, auto_augment=...)`, applied per image.
+- augmentation: `timm.data.create_transform(is_training=True, auto_augment=...)`, applied per image
+  (TrivialAugment: torchvision's TrivialAugmentWide inside timm's pipeline).
 """
 
 from __future__ import annotations
@@ -117,6 +118,11 @@ def make_train_transform(recipe: Recipe, size: int, mean: tuple[float, ...], std
         return None
     from timm.data import create_transform
 
+    if aa == "trivial":
+        from torchvision import transforms
+
+        primary, _, final = create_transform(input_size=size, is_training=True, mean=mean, std=std, separate=True)
+        return transforms.Compose([primary, transforms.TrivialAugmentWide(), final])
     return create_transform(input_size=size, is_training=True, auto_augment=aa, mean=mean, std=std)
 
 
