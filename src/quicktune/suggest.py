@@ -271,14 +271,15 @@ def task_features(
 
 def out_of_range(surrogate: Any, features: TaskFeatures, limit: float = 3.0) -> list[tuple[str, str, float]]:
     """The target's features that lie more than `limit` meta-training standard deviations from the
-    meta-training mean: [(model or "", feature, z)], largest |z| first. Predictions that rest on
-    them are extrapolations (a deep kernel's mean can leave [0, 1] there)."""
+    meta-training mean: [(model or "", feature, z)], largest |z| first. The surrogate sees them
+    clipped to its scaler's limit (3 SDs), so predictions there are "as at the edge of the
+    meta-dataset", not extrapolations."""
     scaler = surrogate.scaler
     found: dict[tuple[str, str], float] = {}
     for m, pair in features.pairs.items():
-        z = scaler.transform([{**features.dataset, **pair}])[0]
+        z = scaler.zscores([{**features.dataset, **pair}])[0]
         for name, v in zip(scaler.names, z):
-            if abs(v) > limit:
+            if np.isfinite(v) and abs(v) > limit:
                 key = ("" if name in features.dataset else m, name)
                 found[key] = max(found.get(key, 0.0), float(v), key=abs)
     return sorted(((m, n, v) for (m, n), v in found.items()), key=lambda t: -abs(t[2]))
@@ -329,7 +330,8 @@ def zero_shot(surrogate: Any, configs: Sequence[Config], features: TaskFeatures,
     mean, std = mean.numpy(), torch.sqrt(var).numpy()
     sec = np.exp(log_cost.numpy())
     order = sorted(range(n), key=lambda i: (-mean[i] if math.isfinite(mean[i]) else math.inf, i))
-    # The GP mean is unbounded; an accuracy is not. Ranking uses the raw mean (clipping would tie).
+    # The surrogate's prior mean is inside (0, 1) already (a sigmoid); the clip guards a
+    # constant-mean surrogate. Ranking uses the raw mean.
     acc = np.clip(mean, 0.0, 1.0)
     return [Prediction(i, configs[i], float(acc[i]), float(std[i]), float(sec[i]), int(epochs)) for i in order]
 
