@@ -212,8 +212,8 @@ def suggest_cmd(
     if far:
         shown = ", ".join(f"{n}{f' ({m})' if m else ''} z={v:+.1f}" for m, n, v in far[:4])
         err.print(f"[yellow]note:[/] this data lies outside what the surrogate was meta-trained on ({shown}); "
-                  f"its predicted accuracies there are extrapolations (clipped to [0, 1]) - a timed search "
-                  f"checks them", highlight=False)
+                  f"the surrogate treats it as at the edge of its meta-dataset (features clipped to 3 SD) - a "
+                  f"timed search checks its predictions", highlight=False)
     configs = qs.make_candidates(model_names, candidates, seed)
     surrogate_path = str(surrogate) if surrogate is not None else str(qs.DEFAULT_SURROGATE_PATH)
 
