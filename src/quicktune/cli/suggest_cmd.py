@@ -149,6 +149,10 @@ def suggest_cmd(
     threads: Annotated[Optional[int], typer.Option("--threads", help="Torch threads (default: torch's choice).")] = None,
     skip_unreadable: Annotated[bool, typer.Option(
         "--skip-unreadable", help="Skip unreadable images (listed) instead of stopping.")] = False,
+    zoo: Annotated[Optional[str], typer.Option(
+        "--zoo", help="'quicktune': the Quick-Tune meta-dataset's 24 timm models x its recorded hyperparameter space "
+        "(zero-shot needs no weights and no network); 'local': the models whose weights are in --weights-dir. "
+        "Default: local when --weights-dir, $QUICKTUNE_WEIGHTS or --surrogate is given, else quicktune.")] = None,
 ) -> None:
     """Rank pretrained models x hyperparameters for your data (--budget 0), or search by really
     fine-tuning within a time budget, continuing runs epoch by epoch (freeze-thaw).
@@ -182,6 +186,16 @@ def suggest_cmd(
         fail("--save-model needs a timed search (a --budget above 0): a zero-shot ranking trains no model")
     if save_model is not None and save_model.exists() and not save_model.is_dir():
         fail(f"--save-model {save_model}: exists and is not a directory")
+    from quicktune.cli import suggest_zoo
+
+    chosen_zoo = suggest_zoo.choose_zoo(zoo, weights_dir, surrogate)
+    if chosen_zoo == "quicktune" and budget_s == 0:
+        suggest_zoo.zero_shot_zoo(data=data, surrogate=surrogate, models=models, candidates=candidates, seed=seed,
+                                  epochs=epochs, top=top, as_json=as_json, clock=clock)
+        return
+    if chosen_zoo == "quicktune":
+        fail("--zoo quicktune --budget > 0 (a timed search fine-tuning timm models) is not available yet; "
+             "use --budget 0 for the zero-shot ranking")
     err = Console(stderr=True)
     out = Console()
     if threads:
