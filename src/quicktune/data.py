@@ -8,6 +8,13 @@ Layouts accepted (class folders hold the images; every sub-folder of a split is 
 Without a validation folder, the images are split reproducibly by `seed`, stratified per class
 (`val_fraction` of each class, at least one image, goes to validation).
 
+A test split (`test_fraction` set, as `quicktune suggest` does): ROOT/test/ when it exists (then
+it is never the validation split: validation is ROOT/val/ or a split of train), else
+`test_fraction` of each class of the training images (at least one; seeded by `seed`, drawn
+before the validation split and the shots), so the search never sees it and the chosen model's
+test accuracy is an unbiased estimate. `test_fraction=None` (collect, the meta-dataset) keeps
+the layout above.
+
 Images may come in mixed sizes and modes: they are normalised here — every image is converted to
 3-channel RGB (grayscale repeated, alpha dropped, palettes expanded) and resized, not cropped,
 to a `size x size` square (bilinear, antialiased), so no content is cut away. The decoded uint8
@@ -63,7 +70,7 @@ def default_cache_dir() -> Path:
 # ------------------------------------------------------------------------------------------------
 # Task specification
 # ------------------------------------------------------------------------------------------------
-_OPTION_KEYS = ("classes", "names", "shots", "vshots", "size", "seed", "val", "name")
+_OPTION_KEYS = ("classes", "names", "shots", "vshots", "size", "seed", "val", "test", "name")
 _OPTS_RE = re.compile(r"^(?P<path>.*?):(?P<opts>[A-Za-z_]+=[^:]*)$")
 
 
@@ -79,6 +86,8 @@ class TaskSpec:
     size:        side of the square images (None: chosen by the caller, e.g. the model's input)
     seed:        seeds the class draw, the shot draw and the split of an unsplit folder
     val_fraction: fraction of each class held out when the folder has no val/ or test/ split
+    test_fraction: hold out a test split: ROOT/test/ if present, else this fraction of each
+                 class of train (None: no test split; 0: none either, said explicitly)
     name:        the base name (default: the folder's name)
     """
 
@@ -90,6 +99,7 @@ class TaskSpec:
     size: int | None = None
     seed: int = 0
     val_fraction: float = DEFAULT_VAL_FRACTION
+    test_fraction: float | None = None
     name: str | None = None
 
     def __post_init__(self) -> None:
@@ -111,6 +121,12 @@ class TaskSpec:
             raise DataError(f"{self.path}: `4 <= size <= 4096` must hold, but got size={self.size}")
         if not 0.0 < self.val_fraction < 1.0:
             raise DataError(f"{self.path}: `0 < val < 1` must hold, but got val={self.val_fraction}")
+        if self.test_fraction is not None and not 0.0 <= self.test_fraction < 1.0:
+            raise DataError(f"{self.path}: `0 <= test < 1` must hold, but got test={self.test_fraction}")
+
+    @property
+    def holds_out_test(self) -> bool:
+        return bool(self.test_fraction is not None and self.test_fraction > 0)
 
     # -- naming -------------------------------------------------------------------------------
     @property
@@ -138,8 +154,10 @@ class TaskSpec:
             parts.append(f"{self.size}px")
         if self.val_fraction != DEFAULT_VAL_FRACTION:
             parts.append(f"v{self.val_fraction:g}")
+        if self.holds_out_test:  # other training images than the same folder without a test split
+            parts.append(f"t{self.test_fraction:g}")
         if self.seed != 0 and (self.classes is not None or self.shots is not None or self.val_shots is not None
-                               or self.val_fraction != DEFAULT_VAL_FRACTION):
+                               or self.val_fraction != DEFAULT_VAL_FRACTION or self.holds_out_test):
             parts.append(f"s{self.seed}")
         return self.base_name + ("/" + "-".join(parts) if parts else "")
 
@@ -154,7 +172,7 @@ class TaskSpec:
     # -- the compact string form --------------------------------------------------------------
     @classmethod
     def parse(cls, text: str) -> TaskSpec:
-        """Parse `PATH[:key=value,...]` (keys: classes, names, shots, vshots, size, seed, val, name).
+        """Parse `PATH[:key=value,...]` (keys: classes, names, shots, vshots, size, seed, val, test, name).
 
         `names` separates class names with '+'. Raises DataError for unknown keys or bad values.
         """
@@ -176,6 +194,8 @@ class TaskSpec:
                     kw["val_shots"] = int(value)
                 elif key == "val":
                     kw["val_fraction"] = float(value)
+                elif key == "test":
+                    kw["test_fraction"] = float(value)
                 elif key == "names":
                     kw["class_names"] = tuple(n for n in value.split("+") if n)
                 else:
@@ -201,6 +221,8 @@ class TaskSpec:
             opts.append(f"seed={self.seed}")
         if self.val_fraction != DEFAULT_VAL_FRACTION:
             opts.append(f"val={self.val_fraction:g}")
+        if self.test_fraction is not None:
+            opts.append(f"test={self.test_fraction:g}")
         if self.name is not None:
             opts.append(f"name={self.name}")
         return self.path + (":" + ",".join(opts) if opts else "")
@@ -252,6 +274,8 @@ class TaskData:
     original_channels: int  # 1 when every image was grayscale, else 3
     original_size: int  # median of the original images' longer side
     skipped: list[str] = field(default_factory=list)  # unreadable files skipped (skip_unreadable)
+    test: Split | None = None  # the held-out test split (spec.test_fraction), never trained or selected on
+    test_source: str = ""  # where the test split came from, in words (empty: no test split)
 
     @property
     def name(self) -> str:
@@ -304,19 +328,23 @@ def _scan_split(folder: Path) -> dict[str, list[Path]]:
     return files
 
 
-def _layout(root: Path) -> tuple[Path, Path | None]:
-    """(train folder, validation folder or None) for ROOT."""
+def _layout(root: Path, holdout: bool = False) -> tuple[Path, Path | None, Path | None]:
+    """(train folder, validation folder or None, test folder or None) for ROOT. Without
+    `holdout`, test/ serves as the validation split when there is no val/ (and no test folder)."""
     if not root.exists():
         raise DataError(f"{root}: no such directory")
     if not root.is_dir():
         raise DataError(f"{root}: not a directory (expected an ImageFolder: one sub-folder of images per class)")
     train = root / "train"
-    if train.is_dir():
-        for name in VAL_DIR_NAMES:
-            if (root / name).is_dir():
-                return train, root / name
-        return train, None
-    return root, None
+    if not train.is_dir():
+        return root, None, None
+    if holdout:
+        val, test = root / "val", root / "test"
+        return train, (val if val.is_dir() else None), (test if test.is_dir() else None)
+    for name in VAL_DIR_NAMES:
+        if (root / name).is_dir():
+            return train, root / name, None
+    return train, None, None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -454,16 +482,17 @@ def load_task(
     root = Path(spec.path).expanduser()
     cache = default_cache_dir() if cache_dir is True else (Path(cache_dir) if cache_dir else None)
 
-    train_dir, val_dir = _layout(root)
+    train_dir, val_dir, test_dir = _layout(root, holdout=spec.holds_out_test)
     train_files = _scan_split(train_dir)
     val_files = _scan_split(val_dir) if val_dir is not None else None
-    if val_files is not None and set(val_files) != set(train_files):
-        only_train = sorted(set(train_files) - set(val_files))
-        only_val = sorted(set(val_files) - set(train_files))
-        raise DataError(
-            f"{val_dir}: the validation split must have the same class folders as {train_dir}, but "
-            f"missing in validation: {only_train[:5]}, missing in train: {only_val[:5]}"
-        )
+    test_files = _scan_split(test_dir) if test_dir is not None else None
+    for other_dir, other, what in ((val_dir, val_files, "validation"), (test_dir, test_files, "test")):
+        if other is not None and set(other) != set(train_files):
+            raise DataError(
+                f"{other_dir}: the {what} split must have the same class folders as {train_dir}, but "
+                f"missing in {what}: {sorted(set(train_files) - set(other))[:5]}, missing in train: "
+                f"{sorted(set(other) - set(train_files))[:5]}"
+            )
 
     # Which classes to keep (before decoding, so derived tasks decode only what they use).
     all_classes = list(train_files)
@@ -490,7 +519,9 @@ def load_task(
     val_raw = None
     if val_dir is not None and val_files is not None:
         val_raw = _load_split(val_dir, val_files, target, cache)
-    skipped = _check_unreadable(train_raw["unreadable"] + (val_raw["unreadable"] if val_raw else []), skip_unreadable)
+    test_raw = _load_split(test_dir, test_files, target, cache) if test_dir is not None and test_files else None
+    skipped = _check_unreadable(train_raw["unreadable"] + (val_raw["unreadable"] if val_raw else [])
+                                + (test_raw["unreadable"] if test_raw else []), skip_unreadable)
     if skipped:
         warnings.warn(f"skipped {len(skipped)} unreadable image(s): {', '.join(skipped)}", stacklevel=2)
 
@@ -509,6 +540,25 @@ def load_task(
         return raw["images"][mask], lab[mask], raw["channels"][m], raw["sides"][m]
 
     tr_x, tr_y, tr_ch, tr_side = select(train_raw, train_dir)
+    test: Split | None = None
+    test_source = ""
+    if test_raw is not None:
+        te_x, te_y, _, _ = select(test_raw, test_dir)  # type: ignore[arg-type]
+        test, test_source = Split(te_x.contiguous(), te_y.contiguous()), f"the {test_dir.name}/ folder"  # type: ignore[union-attr]
+    elif spec.holds_out_test:
+        # Drawn first, so the validation split and the shots never touch it.
+        need = 3 if val_raw is None else 2
+        for j, c in enumerate(keep):
+            if int((tr_y == j).sum()) < need:
+                raise DataError(
+                    f"{train_dir / c}: holding out a test split needs at least {need} images a class (test, "
+                    f"{'validation, ' if need == 3 else ''}train), but it has {int((tr_y == j).sum())}; "
+                    f"add a test/ folder or pass test=0"
+                )
+        rest_idx, te_idx = _stratified_split(tr_y.numpy(), float(spec.test_fraction), spec.seed + 0x7E57)  # type: ignore[arg-type]
+        test = Split(tr_x[te_idx].contiguous(), tr_y[te_idx].contiguous())
+        test_source = f"{spec.test_fraction:.0%} of each class of {train_dir.name}/ held out (seed {spec.seed})"
+        tr_x, tr_y, tr_ch, tr_side = tr_x[rest_idx], tr_y[rest_idx], tr_ch[rest_idx], tr_side[rest_idx]
     if val_raw is not None:
         va_x, va_y, va_ch, va_side = select(val_raw, val_dir)  # type: ignore[arg-type]
     else:
@@ -556,6 +606,8 @@ def load_task(
         original_channels=3 if (channels == 3).any() else 1,
         original_size=int(np.median(sides)) if len(sides) else target,
         skipped=skipped,
+        test=test,
+        test_source=test_source,
     )
 
 
