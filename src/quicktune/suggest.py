@@ -48,6 +48,9 @@ from quicktune.space import Config
 DEFAULT_SURROGATE_PATH = Path(__file__).resolve().parent / "assets" / "surrogate_v1.pt"
 DEFAULT_CANDIDATES = 32  # hyperparameter configs per model
 DEFAULT_TOP = 10
+# Without a test/ folder, this share of each class of the training images is held out as the test
+# split (seeded by the task's seed): the search never sees it (TaskSpec.test_fraction; `test=F`).
+DEFAULT_TEST_FRACTION = 0.2
 # How the v1 campaign computed the domain features the surrogate was meta-trained with
 # (metadataset/campaign/campaign_v1.py): the same sample size and seed give the same numbers.
 FEATURE_SAMPLES = 500
@@ -212,12 +215,17 @@ def open_target(
     weights_dir: str | os.PathLike[str] | None = None,
     max_image_size: int | None = None,
     skip_unreadable: bool = False,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
 ) -> Target:
-    """Validate the data folder (DataError with one line on bad input) by loading it once."""
+    """Validate the data folder (DataError with one line on bad input) by loading it once.
+
+    The task holds out a test split (its test/ folder, else `test_fraction` of train) unless the
+    spec sets `test=` itself (`test=0`: no test split)."""
     if max_image_size is not None and not 4 <= max_image_size <= 4096:
         raise SuggestError(f"`4 <= --max-image-size <= 4096` must hold, but got {max_image_size}")
     spec = TaskSpec.parse(str(data))
-    spec = replace(spec, path=str(Path(spec.path).expanduser().resolve()))
+    spec = replace(spec, path=str(Path(spec.path).expanduser().resolve()),
+                   test_fraction=spec.test_fraction if spec.test_fraction is not None else test_fraction)
     target = Target(spec, str(weights_dir) if weights_dir is not None else None, max_image_size, skip_unreadable)
     if not models:
         raise SuggestError("no models to consider")
@@ -358,6 +366,7 @@ class StepRecord:
     seconds: float  # wall-clock of the step (model building and checkpointing included)
     elapsed: float  # session clock at the end of the step
     overhead: float  # optimizer seconds (refit + acquisition) before the step
+    max_ei: float | None = None  # the optimizer's largest expected improvement when it chose the step
 
 
 class Search:
@@ -388,8 +397,10 @@ class Search:
         refit_steps: int = 10,
         clock_start: float | None = None,
         on_event: Callable[[str, Search], None] | None = None,
+        stop_rule: Any = None,
     ) -> None:
         from quicktune.objective import FinetuneObjective
+        from quicktune.stopping import StopMonitor, StopRule
         from quicktune.optimizer.quicktune import QuickTune
         from quicktune.space import SearchSpace
 
@@ -406,6 +417,8 @@ class Search:
         self.seed = int(seed)
         self.batch_size = int(batch_size)
         self.on_event = on_event
+        self.stop_rule = stop_rule if stop_rule is not None else StopRule.parse(None)
+        self.monitor = StopMonitor(self.stop_rule)
         self._t0 = clock_start if clock_start is not None else time.perf_counter()
         self._frozen: float | None = None
         self.identity = {
@@ -434,7 +447,7 @@ class Search:
         self.objective = FinetuneObjective(
             self.space, target.spec, self.max_epochs, self.workdir, self.seed, max_image_size=target.max_image_size,
             batch_size=self.batch_size, num_threads=threads, weights_dir=target.weights_dir, pretrained=pretrained,
-            skip_unreadable=target.skip_unreadable, keep_finished_models=True,
+            skip_unreadable=target.skip_unreadable, keep_finished_models=True, keep_best_weights=True,
         )
         self.optimizer = QuickTune(
             self.space, self.max_epochs, self.seed, surrogate=surrogate, dataset_features=features.dataset,
@@ -507,6 +520,8 @@ class Search:
             self.optimizer.tell(Observation(obs.trial, obs.curve, 0.0, secs, obs.finished))
             n += len(obs.curve)
         self.resumed_epochs = n
+        for st in self.steps:  # the stop rule sees the earlier sessions' steps again
+            self.monitor.observe([st.accuracy], st.max_ei)
         if n and not self.trace:  # checkpoints without a session: the best so far at time 0
             self._update_trace(step=0)
         return n
@@ -556,6 +571,9 @@ class Search:
                 if self.elapsed >= self.budget and self.epochs_trained > 0:
                     self.stop_reason = "budget"
                     break
+                if self.monitor.reason is not None:  # --stop-when held after the last step
+                    self.stop_reason = self.monitor.reason
+                    break
                 t_ask = time.perf_counter()
                 trial = self.optimizer.ask()
                 overhead = time.perf_counter() - t_ask
@@ -574,8 +592,10 @@ class Search:
                 self.optimizer.tell(obs)
                 self.current = None
                 acc = obs.curve[-1] if obs.curve else math.nan
+                max_ei = getattr(self.optimizer, "last_max_ei", None)
                 self.steps.append(StepRecord(len(self.steps) + 1, trial.config_id, obs.epochs, float(acc),
-                                             float(obs.seconds), self.elapsed, overhead))
+                                             float(obs.seconds), self.elapsed, overhead, max_ei))
+                self.monitor.observe([float(acc)], max_ei)
                 self._update_trace(step=len(self.steps))
                 self.save_session()
                 self._emit("step")
@@ -605,10 +625,46 @@ class Search:
             })
         return out
 
-    def report(self, surrogate_path: str | None = None) -> dict[str, Any]:
-        """The JSON-able report: best config, every run's curve, the incumbent trace, the steps."""
+    def test_estimate(self, which: str = "best") -> Any:
+        """The chosen model's accuracy on the test split with its Wilson 95% interval
+        (`estimate.AccuracyEstimate`), or None when the task has no test split or nothing was
+        trained. The chosen model: the incumbent run as of its best epoch (`which="best"`, the epoch
+        the report calls best) or of its last trained epoch ("last")."""
+        from quicktune.estimate import AccuracyEstimate
+
+        inc = self.incumbent()
+        if inc is None:
+            return None
+        ft = self.objective.finetuner(inc["config_id"])
+        if ft.data.test is None or len(ft.data.test) == 0:
+            return None
+        model, _ = ft.trained_model(which)
+        correct, n, _ = ft.score(ft.data.test, model)
+        return AccuracyEstimate(correct, n)
+
+    def chosen(self, which: str = "best") -> dict[str, Any] | None:
+        """Which weights are handed back: {config_id, which, epoch, val_accuracy}."""
+        inc = self.incumbent()
+        if inc is None:
+            return None
+        ft = self.objective.finetuner(inc["config_id"])
+        epoch = inc["epoch"] if which == "best" else ft.epochs_done
+        return {"config_id": inc["config_id"], "which": which, "epoch": epoch,
+                "val_accuracy": float(ft.results[epoch - 1].val_acc)}
+
+    def report(self, surrogate_path: str | None = None, which: str = "best", test: bool = True) -> dict[str, Any]:
+        """The JSON-able report: best config (selected on validation), the chosen model's test
+        accuracy (the unbiased estimate; `test=False` skips measuring it), every run's curve, the
+        incumbent trace, the steps."""
         runs = self.runs()
         inc = self.incumbent()
+        estimate, test_split = None, ""
+        if inc is not None:
+            test_split = self.objective.finetuner(inc["config_id"]).data.test_source
+            try:
+                estimate = self.test_estimate(which) if test else None
+            except RuntimeError as e:  # e.g. a work dir from before best weights were kept
+                test_split = f"not measured: {e}"
         best = None
         if inc is not None:
             run = next(r for r in runs if r["config_id"] == inc["config_id"])
@@ -622,6 +678,7 @@ class Search:
             "budget_seconds": self.budget,
             "elapsed_seconds": self.elapsed,
             "stop_reason": self.stop_reason,
+            "stop_when": self.stop_rule.to_string(),
             "seed": self.seed,
             "max_epochs": self.max_epochs,
             "batch_size": self.batch_size,
@@ -633,19 +690,24 @@ class Search:
             "sessions": self.sessions,
             "optimizer_overhead": self.optimizer.overhead,
             "best": best,
+            "chosen": self.chosen(which),
+            "test": estimate.to_dict() if estimate is not None else None,
+            "test_split": test_split or "no test split (test=0)",
             "runs": runs,
             "trace": self.trace,
             "step_log": [vars(s) for s in self.steps],
         }
 
-    def save_best_model(self, weights_dir: str | os.PathLike[str], name: str | None = None) -> tuple[str, Path]:
-        """Save the incumbent's fine-tuned model (as of its last trained epoch) as a hub checkpoint;
-        returns (hub name, .pth path): `hub.create_model(name, weights_dir=weights_dir)` loads it."""
+    def save_best_model(self, weights_dir: str | os.PathLike[str], name: str | None = None,
+                        which: str = "best") -> tuple[str, Path]:
+        """Save the incumbent's fine-tuned model as a hub checkpoint: as of the epoch the report
+        calls best (`which="best"`) or of its last trained epoch ("last"); returns (hub name, .pth
+        path): `hub.create_model(name, weights_dir=weights_dir)` loads it."""
         inc = self.incumbent()
         if inc is None:
             raise SuggestError("no run has finished an epoch yet: there is no fine-tuned model to save")
         ft = self.objective.finetuner(inc["config_id"])
-        path = ft.save_model(weights_dir, name)
+        path = ft.save_model(weights_dir, name, which=which)
         return path.stem, path
 
 
