@@ -1,36 +1,7 @@
-"""One fine-tuning run, epoch by epoch, with a checkpoint after every epoch (freeze-thaw).
-
-The procedure (its version is `schema.FINETUNE_VERSION`; bump it when any of this changes):
-
-- model: `hub.create_model(config.model, num_classes=n)` — pretrained backbone, new classifier
-  head drawn from torch's RNG seeded with the run's seed;
-- folded BatchNorm (identity statistics, as in weights converted from inference formats such
-  as the Coral TFLite MobileNets) is recalibrated on training images first, so train-mode BN
-  does not erase the folded shifts (`calibrate_folded_batchnorm`; eval-mode output unchanged);
-- optimizer: SGD with lr = config.lr = ELR * (1 - momentum) (the one explicit rule, logged),
-  the config's momentum and weight decay (on every parameter); Nesterov for optimizer
-  "nesterov"; Adam/AdamW take lr = ELR;
-- schedule: cosine decay per step over a FIXED horizon of `max_epochs` epochs, no warm-up. The
-  horizon is part of the run's identity (`schema.run_key(dataset, config, seed, max_epochs)`), so
-  the first t epochs of a run are the same whatever is trained later;
-- data: the task's uint8 tensors, normalised with the model's mean/std; per epoch a seeded
-  shuffle and light augmentation (random crop with size//8 zero padding, horizontal flip);
-- evaluation on the validation split after every epoch (accuracy, mean cross-entropy) and the
-  mean training loss; seconds per epoch (training + evaluation, wall-clock);
-- divergence: a non-finite training loss (or validation loss) ends the run with status
-  "diverged" and val_acc NaN for that epoch.
-
-Determinism: every random draw of epoch e comes from generators seeded by (seed, e), and the
-checkpoint holds the model, optimizer and scheduler states (and every RNG state), so continuing
-a run from its epoch-t checkpoint gives exactly the accuracies of an uninterrupted run (on the
-same device with the same number of threads: CPU kernels are deterministic for a fixed thread
-count). Checkpoints are written to a temporary file and `os.replace`d, so a kill never leaves a
-half-written one.
-"""
+"""The fine-tuner: one run, continued epoch by epoch, checkpointed after each."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -38,7 +9,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -48,79 +19,23 @@ import torch.nn.functional as F
 
 from quicktune.atomic import atomic_write
 from quicktune.data import TaskData
-from quicktune.metadataset.schema import FINETUNE_VERSION, SCHEMA_VERSION, run_key
+from quicktune.finetune.batchnorm import CALIBRATION_IMAGES, calibrate_folded_batchnorm
+from quicktune.finetune.records import (
+    _CKPT_FORMAT,
+    CHECKPOINT_NAME,
+    DEFAULT_BATCH_SIZE,
+    EpochResult,
+    _epoch_seed,
+    epoch_rows,
+    run_identity,
+)
 from quicktune.space import ADAPTIVE_OPTIMIZERS, Config
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BATCH_SIZE = 64
 EVAL_BATCH_SIZE = 256
-CHECKPOINT_NAME = "checkpoint.pt"
 # The weights of the run's best epoch so far (validation accuracy), kept with keep_best=True so the
 # model a search hands back is the one its report calls best, not merely the last one trained.
 BEST_NAME = "best.pt"
-_CKPT_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class EpochResult:
-    """One finished epoch. val_acc is a fraction in [0, 1] (NaN when diverged)."""
-
-    epoch: int
-    val_acc: float
-    val_loss: float
-    train_loss: float
-    seconds: float
-    lr: float  # learning rate at the end of the epoch (after the cosine decay)
-    status: str = "ok"  # "ok" | "diverged"
-
-
-def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
-    """A 63-bit seed for (run seed, epoch, stream), independent of everything else."""
-    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, epoch, stream]).generate_state(2, np.uint64)[0] >> 1)
-
-
-def versions(**settings: Any) -> str:
-    """The `versions` column: schema/procedure/library versions plus the run's settings."""
-    import timm
-
-    import quicktune
-
-    v: dict[str, Any] = {
-        "schema": SCHEMA_VERSION,
-        "finetune": FINETUNE_VERSION,
-        "quicktune": quicktune.__version__,
-        "torch": torch.__version__.split("+")[0],
-        "timm": timm.__version__,
-    }
-    v.update(settings)
-    return json.dumps(v, sort_keys=True)
-
-
-def epoch_rows(
-    results: Iterable[EpochResult],
-    *,
-    dataset: str,
-    config: Config,
-    seed: int,
-    max_epochs: int,
-    key: str | None = None,
-    source: str = "collect",
-    settings: dict[str, Any] | None = None,
-) -> list[dict[str, Any]]:
-    """RUN_SCHEMA rows (one per epoch) for the meta-dataset store."""
-    key = key or run_key(dataset, config, seed, max_epochs)
-    ver = versions(**(settings or {}))
-    return [
-        dict(
-            run_key=key, dataset=dataset, model=config.model, elr=config.elr, lr=config.lr,
-            momentum=config.momentum, weight_decay=config.weight_decay, optimizer=config.optimizer,
-            extras=config.extras_json(), seed=int(seed), max_epochs=int(max_epochs), epoch=int(r.epoch),
-            val_acc=float(r.val_acc), val_loss=float(r.val_loss), train_loss=float(r.train_loss),
-            seconds=float(r.seconds), status=r.status, source=source, versions=ver, written_at=time.time(),
-        )
-        for r in results
-    ]
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -139,106 +54,6 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         crop = padded[i, :, oy[i] : oy[i] + h, ox[i] : ox[i] + w]
         out[i] = crop.flip(-1) if flip[i] else crop
     return out
-
-
-CALIBRATION_IMAGES = 256
-
-
-def _is_folded(bn: torch.nn.modules.batchnorm._BatchNorm) -> bool:
-    """A BatchNorm whose statistics are the identity (mean 0, variance 1): the normalisation was
-    folded into the previous layer (e.g. weights converted from an inference-only format)."""
-    if not bn.affine or bn.running_mean is None or bn.running_var is None:
-        return False  # (without an affine map the statistics can not be re-expressed)
-    return bool((bn.running_mean == 0).all() and ((bn.running_var - 1).abs() < 1e-3).all())
-
-
-@torch.no_grad()
-def calibrate_folded_batchnorm(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 32) -> int:
-    """Give folded BatchNorm layers the real statistics of their inputs on `x`, keeping the
-    eval-mode function unchanged; returns how many layers were recalibrated.
-
-    Why: a folded BN has running stats (0, 1) and carries the folded bias in its shift. Trained
-    in train mode, it would normalise with batch statistics and wipe out that bias (the Coral
-    MobileNets then output all-zero features). With stats (mu, sigma^2) measured here and
-    gamma' = gamma * sqrt(sigma^2 + eps) / sqrt(var0 + eps), beta' = beta + gamma * (mu - mean0) /
-    sqrt(var0 + eps), eval mode computes exactly what it did, and train mode starts close to it.
-    BNs with real statistics are left alone: normalising with the target's batch statistics is
-    what they were trained for (and what helps transfer, cf. AdaBN).
-    (`quicktune.models.bn.recalibrate_bn` applies the same re-expression to every BN.)
-
-    x: a (n x 3 x H x W) normalised float tensor (calibration images), run in chunks of
-    `batch_size` so large inputs fit in memory.
-    """
-    folded = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and _is_folded(m)]
-    if not folded:
-        return 0
-    sums: dict[int, list[Any]] = {id(m): [0.0, 0.0, 0] for m in folded}
-
-    def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        t = inputs[0].double()
-        dims = [d for d in range(t.dim()) if d != 1]
-        acc = sums[id(module)]
-        acc[0] = acc[0] + t.sum(dims)
-        acc[1] = acc[1] + (t * t).sum(dims)
-        acc[2] += t.numel() // t.shape[1]
-
-    handles = [m.register_forward_pre_hook(hook) for m in folded]
-    was_training = model.training
-    model.eval()
-    try:
-        for i in range(0, len(x), batch_size):
-            model(x[i : i + batch_size])
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    for bn in folded:
-        s1, s2, n = sums[id(bn)]
-        mu = s1 / n
-        var = (s2 / n - mu * mu).clamp_min(0.0)
-        d0 = torch.sqrt(bn.running_var.double() + bn.eps)
-        d1 = torch.sqrt(var + bn.eps)
-        gamma = bn.weight.double()
-        bn.bias.copy_((bn.bias.double() + gamma * (mu - bn.running_mean.double()) / d0).float())
-        bn.weight.copy_((gamma * d1 / d0).float())
-        bn.running_mean.copy_(mu.float())
-        bn.running_var.copy_(var.float())
-    return len(folded)
-
-
-def run_identity(
-    data: TaskData,
-    config: Config,
-    max_epochs: int,
-    seed: int = 0,
-    *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    pretrained: bool = True,
-    weights_dir: str | os.PathLike[str] | None = None,
-    dataset: str | None = None,
-) -> tuple[str, str]:
-    """(dataset name, run_key) of the run a `Finetuner` with these arguments trains.
-
-    The dataset name is the task's name. When the task's spec names no resolution, each model
-    trains at a resolution chosen for it (its input size, or a cap such as 64 px on a CPU); the
-    task stays the same task (as in the Quick-Tune meta-dataset, where every model has its own
-    resolution) and a resolution other than the model's input size joins the run key, so runs at
-    different resolutions never share a key. A non-default batch size (not given as a config
-    extra) and pretrained=False are part of the key too.
-    """
-    from quicktune.hub import model_info
-
-    identity: dict[str, Any] = {}
-    if dataset is None:
-        dataset = data.name
-    if data.spec.size is None and data.size != model_info(config.model, weights_dir).input_size:
-        identity["image_size"] = int(data.size)
-    bs = int(config.extra("batch_size", batch_size))
-    if bs != DEFAULT_BATCH_SIZE and config.extra("batch_size") is None:
-        identity["batch_size"] = bs
-    if not pretrained:
-        identity["pretrained"] = False
-    return dataset, run_key(dataset, config, int(seed), int(max_epochs), **identity)
 
 
 class Finetuner:
@@ -585,6 +400,3 @@ class Finetuner:
         return save_checkpoint(model, info, weights_dir, classes=self.data.classes, run_key=self.run_key,
                                config=self.config.to_dict(), epoch=epoch,
                                val_acc=float(self.results[epoch - 1].val_acc))
-
-
-__all__ = ["DEFAULT_BATCH_SIZE", "EpochResult", "Finetuner", "epoch_rows", "run_identity", "versions"]
