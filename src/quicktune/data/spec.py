@@ -102,10 +102,8 @@ class TaskSpec:
             parts.append(f"{self.size}px")
         if self.val_fraction != DEFAULT_VAL_FRACTION:
             parts.append(f"v{self.val_fraction:g}")
-        if self.holds_out_test:  # other training images than the same folder without a test split
-            parts.append(f"t{self.test_fraction:g}")
         if self.seed != 0 and (self.classes is not None or self.shots is not None or self.val_shots is not None
-                               or self.val_fraction != DEFAULT_VAL_FRACTION or self.holds_out_test):
+                               or self.val_fraction != DEFAULT_VAL_FRACTION):
             parts.append(f"s{self.seed}")
         return self.base_name + ("/" + "-".join(parts) if parts else "")
 

@@ -233,6 +233,9 @@ class Finetuner:
         return self._model
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        if not hasattr(self, "_mean"):  # scoring a given model before this run's own was built
+            self._mean = torch.tensor(self.info.mean, dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
+            self._std = torch.tensor(self.info.std, dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
         x = x.to(self.device, non_blocking=True).float().div_(255.0)
         return (x - self._mean) / self._std
 
