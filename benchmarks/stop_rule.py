@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     jobs = {}
     for d in table.datasets:
         for s in range(args.seeds):
-            f = cache / f"job-v{JOB_VERSION}-{d.replace('/', '_')}-s{s}-{int(budget)}s-{qt_method.surrogate_path(contexts[d]).stem}.json"
+            tag = qt_method.surrogate_path(contexts[d]).stem
+            f = cache / f"job-v{JOB_VERSION}-{d.replace('/', '_')}-s{s}-{int(budget)}s-{tag}.json"
             if f.is_file():
                 jobs[(d, s)] = json.loads(f.read_text())
                 continue
