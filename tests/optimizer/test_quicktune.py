@@ -144,11 +144,16 @@ def test_last_max_ei_is_the_largest_plain_ei_of_the_ask(surrogate):
     assert opt.last_max_ei is None
     for _ in range(4):
         opt.tell(obj.evaluate(opt.ask()))
-    opt.ask()
-    ei = opt.last_max_ei
-    # Recompute EI without cost over the same candidates: the recorded value is its maximum.
+    # Plain EI (cost ignored) over the candidates, then the cost-aware scoring an ask runs: the
+    # recorded value is the plain EI's maximum, not the maximum per cost.
+    opt.fit()
     cand = opt._candidates()
     opt.cost_aware = False
     plain = opt.scores(cand)
-    assert ei is not None and ei >= 0
+    opt.cost_aware = True
+    per_cost = opt.scores(cand)
+    ei = opt.last_max_ei
+    assert ei is not None and ei >= 0 and not np.allclose(per_cost, plain)
     assert math.isclose(ei, float(np.exp(plain.max())), rel_tol=1e-9)
+    opt.ask()
+    assert opt.last_max_ei is not None

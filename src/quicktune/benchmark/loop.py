@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from quicktune.benchmark.folds import fold_contexts
+from quicktune.benchmark.heldout import heldout_row
 from quicktune.benchmark.methods import FoldContext, Method, MethodContext, get_method
 from quicktune.benchmark.replay import ReplayObjective
 from quicktune.benchmark.stats import LONG_COLUMNS, BenchmarkResult, time_grid
@@ -42,6 +43,7 @@ class RunResult:
     n_trials: int
     simulated_s: float  # clock after the last trial (may pass the budget: trials are not cut short)
     stop: str  # "budget" | "exhausted" | "stalled"
+    selected: tuple[int, int] | None = None  # (config_id, epoch) of the incumbent at the budget
 
     def incumbent_at(self, t: np.ndarray) -> np.ndarray:
         """Incumbent at times `t` (a (g,) array): the last one stamped at or before each time."""
@@ -77,6 +79,7 @@ def run_experiment(
     clock, best = 0.0, math.nan
     times: list[float] = []
     incumbents: list[float] = []
+    chosen: list[tuple[int, int] | None] = []  # the incumbent's (config_id, epoch) after each epoch
     overhead: list[float] = []
     n_trials, idle, stop = 0, 0, "budget"
     while clock < budget_s:
@@ -91,10 +94,13 @@ def run_experiment(
         for j, sec in enumerate(obs.epoch_seconds):
             clock += sec
             v = obs.curve[first_new + j]
+            sel = chosen[-1] if chosen else None
             if not math.isnan(v) and (math.isnan(best) or v > best):
                 best = v
+                sel = (trial.config_id, first_new + j + 1)
             times.append(clock)
             incumbents.append(best)
+            chosen.append(sel)
         t0 = time.perf_counter()
         opt.tell(obs)
         overhead.append(ask_s + time.perf_counter() - t0)
@@ -110,7 +116,7 @@ def run_experiment(
         method=method.name, dataset=task.dataset, fold=fold.fold, seed=seed,
         times=np.asarray(times[:within], dtype=float), incumbents=np.asarray(incumbents[:within], dtype=float),
         overhead=np.asarray(overhead, dtype=float), setup_s=setup_s, n_trials=n_trials,
-        simulated_s=clock, stop=stop,
+        simulated_s=clock, stop=stop, selected=chosen[within - 1] if within else None,
     )
 
 
@@ -222,6 +228,7 @@ def run_benchmark(
             "final_regret": float(r.regret_at(task, [budget_s])[0]),
             "overhead_median_s": float(np.median(r.overhead)) if len(r.overhead) else math.nan,
             "overhead_total_s": float(np.sum(r.overhead)), "setup_s": r.setup_s,
+            **heldout_row(task, r.selected),
         })
     long = pd.concat(frames, ignore_index=True)[LONG_COLUMNS] if frames else pd.DataFrame(columns=LONG_COLUMNS)
     return BenchmarkResult(
