@@ -43,3 +43,14 @@ def test_ei_rule_needs_k_consecutive_low_steps_and_ignores_steps_without_ei():
         assert mon.observe([0.5], max_ei=ei) is None
     assert "max EI below 0.01 for 3 steps" in mon.observe([0.5], max_ei=0.0)
     assert math.isclose(mon.incumbent, 0.5)
+
+
+def test_the_default_is_the_rule_the_replay_benchmark_chose():
+    import json
+    from pathlib import Path
+
+    summary = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "stop_rule_summary.json"
+    doc = json.loads(summary.read_text())
+    assert doc["chosen_default"] == DEFAULT_STOP_WHEN
+    chosen = doc["rules"][DEFAULT_STOP_WHEN]
+    assert chosen["datasets_with_cost"] == 0 and chosen["saved_mean"] > 0

@@ -467,7 +467,9 @@ class Finetuner:
 
         model, epoch = self.trained_model(which)
         name = name or f"{self.config.model.split('.')[0]}.ft-{self.run_key[:8]}-e{epoch}"
-        info = replace(self.info, name=name, num_source_classes=self.data.n_classes, source_dataset=self.dataset)
+        # input_size: the resolution it was fine-tuned at (e.g. 64 px on a CPU), which it expects.
+        info = replace(self.info, name=name, num_source_classes=self.data.n_classes, source_dataset=self.dataset,
+                       input_size=int(self.data.size))
         return save_checkpoint(model, info, weights_dir, classes=self.data.classes, run_key=self.run_key,
                                config=self.config.to_dict(), epoch=epoch,
                                val_acc=float(self.results[epoch - 1].val_acc))

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from quicktune.space import Config
+from quicktune.stopping import StopMonitor, StopRule
 from quicktune.suggest.candidates import candidates_fingerprint
 from quicktune.suggest.errors import SuggestError
 from quicktune.suggest.loading import FALLBACK_BATCH_SIZE
@@ -36,6 +37,8 @@ class Search:
     The work dir holds `runs/` (the objective's checkpoints) and `session.json`; a work dir of a
     search with other identity settings (data, candidates, epochs, seed, batch size,
     resolution) is refused with a SuggestError rather than mixed.
+    stop_rule: a `stopping.StopRule` (default: `DEFAULT_STOP_WHEN`), checked after every step;
+               not part of the identity, so a rerun may pass another one (e.g. "none") to go on.
     """
 
     def __init__(
@@ -55,10 +58,9 @@ class Search:
         refit_steps: int = 10,
         clock_start: float | None = None,
         on_event: Callable[[str, Search], None] | None = None,
-        stop_rule: Any = None,
+        stop_rule: StopRule | None = None,
     ) -> None:
         from quicktune.objective import FinetuneObjective
-        from quicktune.stopping import StopMonitor, StopRule
         from quicktune.optimizer.quicktune import QuickTune
         from quicktune.space import SearchSpace
 
@@ -215,7 +217,8 @@ class Search:
         return sum(len(c) for c in self.optimizer.curves.values())
 
     def run(self) -> str:
-        """Search until the budget is used; returns why it stopped: "budget", "next step would
+        """Search until the budget is used; returns why it stopped: the stop rule's reason
+        (`stop_rule`, e.g. "no improvement for 40 epochs (patience=40)"), "budget", "next step would
         overrun the budget" or "every candidate is finished". A step is not started when the
         budget is used or the step is predicted to overrun it, except that a search with no epoch
         trained yet always trains one. A KeyboardInterrupt saves the session (the interrupted
@@ -226,11 +229,11 @@ class Search:
             while True:
                 # Until one epoch is trained, the search goes on whatever the set-up cost or the
                 # first step is predicted to cost: a search that reports nothing helps no one.
+                if self.monitor.reason is not None:  # the stop rule held after the last step
+                    self.stop_reason = self.monitor.reason
+                    break
                 if self.elapsed >= self.budget and self.epochs_trained > 0:
                     self.stop_reason = "budget"
-                    break
-                if self.monitor.reason is not None:  # --stop-when held after the last step
-                    self.stop_reason = self.monitor.reason
                     break
                 t_ask = time.perf_counter()
                 trial = self.optimizer.ask()
