@@ -49,6 +49,8 @@ RULES = [
      "the meta-dataset is the bottom layer: plain files, no models"),
     ("quicktune.baselines", ["torch", "quicktune.hub", "quicktune.surrogate", "quicktune.benchmark", "quicktune.cli"],
      "baselines never import torch models"),
+    ("quicktune.asha", ["torch", "quicktune.hub", "quicktune.surrogate", "quicktune.benchmark", "quicktune.cli"],
+     "baselines never import torch models"),
     ("quicktune.optimizer", ["quicktune.benchmark", "quicktune.cli", "quicktune.collect"],
      "the optimizer never imports the benchmark"),
     ("quicktune.surrogate", ["quicktune.optimizer", "quicktune.benchmark", "quicktune.cli", "quicktune.collect"],

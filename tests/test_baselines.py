@@ -184,11 +184,10 @@ def test_successive_halving_never_promotes_diverged_or_ended_runs():
     assert sorted(scores[c][0] for c in promoted) == [6, 7, 8]
 
 
-def test_successive_halving_is_sequential():
+def test_successive_halving_is_synchronous_it_waits_for_pending_trials():
     sh = SuccessiveHalving(SearchSpace([Config("m", 1e-2), Config("m", 1e-3)]), 3)
-    sh.ask(), sh.ask()
-    with pytest.raises(RuntimeError, match="sequential"):
-        sh.ask()
+    a, b = sh.ask(), sh.ask()
+    assert sh.ask() is None and set(sh.pending) == {a.config_id, b.config_id}  # waiting, not exhausted
 
 
 @pytest.mark.parametrize("cls", BASELINES)

@@ -286,7 +286,7 @@ def test_domain_features_tiny_model_gives_finite_values_and_caches(tiny_task, tm
         calls.append(args)
         return compute(*args, **kwargs)
 
-    monkeypatch.setattr(qf, "_compute_domain_features", counting)
+    monkeypatch.setattr(qf.cache, "_compute_domain_features", counting)
     kw = dict(n_samples=12, seed=0, cache_dir=tmp_path / "cache", image_size=32, pretrained=False)
     first = qf.domain_features(TINY_MODEL, tiny_task, **kw)
     assert tuple(first) == qf.FEATURE_NAMES

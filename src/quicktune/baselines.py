@@ -1,9 +1,10 @@
 """Baseline optimizers behind the ask/tell protocol: random search, grid search, successive
 halving and Hyperband.
 
-They need no model of the objective, so they import no torch models (numpy only). All of them are
-sequential: the caller answers each `ask()` with a `tell()` before asking again (the benchmark
-loop and a single-machine search both do). Each handles configs whose run ends early (an
+They need no model of the objective, so they import no torch models (numpy only). With several
+workers (trials pending), random and grid search simply go on proposing; successive halving and
+Hyperband are synchronous and return None while a rung is still running (their asynchronous
+variants, ASHA and asynchronous Hyperband, are in `quicktune.asha`). Each handles configs whose run ends early (an
 observation with `finished=True` before the asked epoch), NaN accuracies (a diverged run ranks
 last), and running out of candidates (`ask()` returns None).
 
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from quicktune.protocol import Observation, Optimizer, Trial
+from quicktune.protocol import Optimizer, Trial
 from quicktune.space import Config, SearchSpace
 
 
@@ -164,7 +165,6 @@ class SuccessiveHalving(Optimizer):
         self.rungs = rung_levels(int(min_epochs), self.max_epochs, self.eta)
         self._pool = deque(int(i) for i in np.random.default_rng(seed).permutation(len(space)))
         self._queue: deque[Trial] = deque()
-        self._pending: set[int] = set()
         self._rung = -1  # index into self.rungs of the current rung
         self._members: list[int] = []  # configs in the current rung
         self._start = 0  # rung index the current bracket started at
@@ -231,21 +231,16 @@ class SuccessiveHalving(Optimizer):
                 # observation is what it is; it is still ranked at promotion.
                 if not self.can_continue(t.config_id) or self.epochs_done(t.config_id) >= t.epoch:
                     continue
-                self._pending.add(t.config_id)
                 return t
-            if self._pending:
-                raise RuntimeError(
-                    f"{type(self).__name__} is sequential: tell() the result of every asked trial before asking "
-                    f"again, but {len(self._pending)} trial(s) are still pending"
-                )
+            if self.pending:
+                # Synchronous: the rung is decided only once all of it is told, so a free worker
+                # waits (None with trials pending = nothing now; the asynchronous variants in
+                # quicktune.asha never wait).
+                return None
             if self._rung >= 0 and self._promote():
                 continue
             if not self._start_bracket():
                 return None
-
-    def tell(self, observation: Observation) -> None:
-        super().tell(observation)
-        self._pending.discard(observation.trial.config_id)
 
 
 class Hyperband(SuccessiveHalving):

@@ -5,13 +5,24 @@ An optimizer proposes a `Trial`: "train candidate `config_id` up to epoch `epoch
 freeze-thaw: asking again for a higher epoch of the same config *continues* it, so the objective
 only trains (and charges) the new epochs. The objective answers with an `Observation` holding
 the whole curve seen so far for that config.
+
+One protocol for 1 or N workers: `ask()` may be called again before earlier trials are told.
+Every asked trial is *pending* until its observation is told (or it is `release`d, e.g. its
+worker died). The base class enforces, for every strategy, that a pending config is never
+proposed again (a strategy that tries raises, so the bug can not pass silently as a run trained
+twice at once), and strategies see `pending` to plan around it (Quick-Tune conditions its
+surrogate on the pending trials, the baselines skip them). `ask()` returns None when nothing can
+be proposed *now*: with nothing pending that means the strategy is exhausted; with trials pending
+it may only be waiting for them (synchronous successive halving waits for its rung), so a pool
+of workers asks again after the next `tell`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from quicktune.space import SearchSpace
@@ -78,7 +89,11 @@ class Optimizer(ABC):
     """Proposes trials (`ask`) and learns from their observations (`tell`).
 
     The base class keeps the bookkeeping every strategy needs: the curve observed so far per
-    config and which configs can not be continued.
+    config, which configs can not be continued, and which trials are pending (asked, not yet
+    told). Subclasses implement `ask` (and may extend `tell`, calling `super().tell`); the base
+    class wraps every subclass's `ask` so that the trial it returns is registered as pending and a
+    config already pending is refused (RuntimeError), and every `tell` so that it ends the pending
+    state, whatever the subclass does.
     """
 
     def __init__(self, space: SearchSpace, max_epochs: int, seed: int = 0) -> None:
@@ -89,22 +104,54 @@ class Optimizer(ABC):
         self.seed = seed
         self.curves: dict[int, tuple[float, ...]] = {}
         self.finished: set[int] = set()
+        self.pending: dict[int, Trial] = {}  # config id -> the trial asked and not told yet
+        self._depth = 0  # nesting of wrapped ask() calls (a subclass calling super().ask())
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "ask" in cls.__dict__:
+            cls.ask = _pending_ask(cls.__dict__["ask"])  # type: ignore[method-assign]
+        if "tell" in cls.__dict__:
+            cls.tell = _pending_tell(cls.__dict__["tell"])  # type: ignore[method-assign]
 
     @abstractmethod
     def ask(self) -> Trial | None:
-        """The next trial, or None when the strategy has nothing left to try."""
+        """The next trial, or None when nothing can be proposed now (see the module docstring);
+        it never names a config of `pending`."""
 
     def tell(self, observation: Observation) -> None:
         cid = observation.trial.config_id
+        self.pending.pop(cid, None)
         self.curves[cid] = tuple(observation.curve)
         if observation.finished or observation.epochs >= self.max_epochs:
             self.finished.add(cid)
+
+    def add_pending(self, trial: Trial) -> None:
+        """Mark `trial` as running although this optimizer did not ask it (a resumed search
+        restarting the runs that were in flight when it was killed)."""
+        if trial.config_id in self.pending:
+            raise RuntimeError(f"config {trial.config_id} is already pending ({self.pending[trial.config_id]})")
+        self.pending[trial.config_id] = trial
+
+    def release(self, trial: Trial) -> None:
+        """Forget a pending trial that will never be told (its worker failed); the config may be
+        proposed again."""
+        if self.pending.get(trial.config_id) == trial:
+            del self.pending[trial.config_id]
+
+    def is_pending(self, config_id: int) -> bool:
+        return config_id in self.pending
 
     def epochs_done(self, config_id: int) -> int:
         return len(self.curves.get(config_id, ()))
 
     def can_continue(self, config_id: int) -> bool:
+        """True when `config_id`'s run can go on: not finished and below the horizon."""
         return config_id not in self.finished and self.epochs_done(config_id) < self.max_epochs
+
+    def can_propose(self, config_id: int) -> bool:
+        """True when a trial of `config_id` may be asked now: it can go on and is not pending."""
+        return config_id not in self.pending and self.can_continue(config_id)
 
     def incumbent(self) -> tuple[int, float] | None:
         """(config_id, accuracy) of the best finite accuracy observed so far, or None."""
@@ -117,6 +164,35 @@ class Optimizer(ABC):
 
 
 def unstarted(optimizer: Optimizer, candidates: Sequence[int] | None = None) -> list[int]:
-    """Config ids that have no observation yet (in candidate order)."""
+    """Config ids that have no observation yet and are not pending (in candidate order)."""
     ids = range(len(optimizer.space)) if candidates is None else candidates
-    return [i for i in ids if i not in optimizer.curves]
+    return [i for i in ids if i not in optimizer.curves and i not in optimizer.pending]
+
+
+def _pending_ask(ask: Callable[[Optimizer], Trial | None]) -> Callable[[Optimizer], Trial | None]:
+    @functools.wraps(ask)
+    def wrapped(self: Optimizer) -> Trial | None:
+        self._depth += 1
+        try:
+            trial = ask(self)
+        finally:
+            self._depth -= 1
+        if trial is not None and self._depth == 0:  # only the outermost call registers
+            if trial.config_id in self.pending:
+                raise RuntimeError(
+                    f"{type(self).__name__} proposed config {trial.config_id} again while "
+                    f"{self.pending[trial.config_id]} is still pending; a strategy must skip `pending` configs"
+                )
+            self.pending[trial.config_id] = trial
+        return trial
+
+    return wrapped
+
+
+def _pending_tell(tell: Callable[[Optimizer, Observation], None]) -> Callable[[Optimizer, Observation], None]:
+    @functools.wraps(tell)
+    def wrapped(self: Optimizer, observation: Observation) -> None:
+        self.pending.pop(observation.trial.config_id, None)  # first: the strategy's tell sees it settled
+        tell(self, observation)
+
+    return wrapped

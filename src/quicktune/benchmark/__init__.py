@@ -1,5 +1,6 @@
 """The replay benchmark: recorded curves answer trials (replay.py), experiments run methods under
-a simulated wall-clock budget and measure normalized regret (experiment.py), methods are looked up
+a simulated wall-clock budget and measure normalized regret (folds.py, loop.py, stats.py, outputs.py;
+experiment.py re-exports them), methods are looked up
 by name (methods.py), results are plotted (plots.py)."""
 
 from quicktune.benchmark.experiment import (

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quicktune.asha import ASHA, AsyncHyperband
 from quicktune.baselines import GridSearch, Hyperband, RandomSearch, SuccessiveHalving
 from quicktune.metadataset.tabular import CurveTable, TaskCurves
 from quicktune.protocol import Optimizer
@@ -126,6 +127,9 @@ METHODS: dict[str, Method] = {
     "grid": Method("grid", _Baseline(GridSearch), description="grid over ELR x weight decay, model by model, full runs"),
     "hyperband": Method("hyperband", _Baseline(Hyperband), description="Hyperband, eta=3, freeze-thaw"),
     "sh": Method("sh", _Baseline(SuccessiveHalving), description="successive halving, eta=3, freeze-thaw"),
+    "asha": Method("asha", _Baseline(ASHA), description="asynchronous successive halving (ASHA), eta=3, freeze-thaw"),
+    "hyperband-async": Method("hyperband-async", _Baseline(AsyncHyperband),
+                              description="asynchronous Hyperband (ASHA brackets), eta=3, freeze-thaw"),
     # Quick-Tune and its ablations (adapters in quicktune/benchmark/qt_method.py; meta-trained once per fold).
     "quicktune": Method("quicktune", "quicktune.benchmark.qt_method:quicktune", prepare="quicktune.benchmark.qt_method:prepare",
                         description="Quick-Tune: meta-learned deep-kernel GP, cost-aware freeze-thaw BO"),

@@ -14,6 +14,13 @@ a handful of points overfit them (measured on the replay benchmark). Without a m
 surrogate (the DyHPO-like `-no-meta` ablation) a fresh one is trained from the first observation
 on, each step continuing from the last.
 
+Parallel workers (several trials pending at once): a pending config is never a candidate, and
+the surrogate is conditioned on every pending trial as if it had already returned its posterior
+mean ("kriging believer", Ginsbourger et al. 2010): the posterior variance around a running trial
+shrinks, so the next free worker is sent elsewhere instead of to the running trial's neighbours.
+The believed values only shape the posterior; the incumbent (EI's reference) is always observed.
+With one worker nothing is pending and the optimizer behaves exactly as the sequential one.
+
 Cost model: a started config's next epoch costs what its epochs cost so far (observed); an
 unstarted one gets the meta-trained cost net's prediction, corrected by the target's observed
 residuals (a shrunk per-dataset offset plus a shrunk per-model offset). Without meta-training:
@@ -153,6 +160,8 @@ class QuickTune(Optimizer):
         for cid, curve in self.curves.items():
             if len(curve) >= self.max_epochs:
                 ok[cid] = False
+        for cid in self.pending:
+            ok[cid] = False
         return np.flatnonzero(ok)
 
     def _row(self, cid: int, t: int) -> Tensor:
@@ -189,15 +198,34 @@ class QuickTune(Optimizer):
         return x, torch.nan_to_num(y, nan=0.0)
 
     def fit(self) -> None:
-        """Refit the surrogate on the current observations (or reset it to the prior if none)."""
+        """Refit the surrogate on the current observations (or reset it to the prior if none),
+        then condition it on the pending trials' believed values (`pending_rows`)."""
         x, y = self.training_data()
         if x is None:
             if self._start is not None:
                 self.surrogate.load_weights(self._start)
             self.surrogate.condition(None, None)
-            return
-        steps = self.refit_steps if len(y) >= self.min_refit_points else 0
-        refit(self.surrogate, x, y, steps=steps, lr=self.refit_lr, start=self._start, scope=self.refit_scope)
+        else:
+            steps = self.refit_steps if len(y) >= self.min_refit_points else 0
+            refit(self.surrogate, x, y, steps=steps, lr=self.refit_lr, start=self._start, scope=self.refit_scope)
+        xp = self.pending_rows()
+        if xp is not None:
+            # Kriging believer: the weights stay as fitted on real data; only the conditioning set grows.
+            believed, _ = self.surrogate.posterior(xp)
+            x = xp if x is None else torch.cat([x, xp], dim=0)
+            y = believed if y is None else torch.cat([y, believed.to(y.dtype)], dim=0)
+            self.surrogate.condition(x, y)
+
+    def pending_rows(self) -> Tensor | None:
+        """Rows (p x width) of each pending config's next epoch (the epoch it is training now,
+        one past its observed curve), or None when nothing is pending."""
+        rows = []
+        for cid in sorted(self.pending):
+            t = self.epochs_done(cid) + 1
+            if t > self.max_epochs:
+                continue
+            rows.append(self._fresh_rows[cid : cid + 1] if t == 1 else self._row(cid, t))
+        return torch.cat(rows, dim=0) if rows else None
 
     def predict(self, cand: Sequence[int] | np.ndarray) -> tuple[Tensor, Tensor, np.ndarray]:
         """Posterior (mean, variance) at each candidate's next epoch, and those epochs; (n,) each."""

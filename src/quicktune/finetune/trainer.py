@@ -1,36 +1,8 @@
-"""One fine-tuning run, epoch by epoch, with a checkpoint after every epoch (freeze-thaw).
-
-The procedure (its version is `schema.FINETUNE_VERSION`; bump it when any of this changes):
-
-- model: `hub.create_model(config.model, num_classes=n)` — pretrained backbone, new classifier
-  head drawn from torch's RNG seeded with the run's seed;
-- folded BatchNorm (identity statistics, as in weights converted from inference formats such
-  as the Coral TFLite MobileNets) is recalibrated on training images first, so train-mode BN
-  does not erase the folded shifts (`calibrate_folded_batchnorm`; eval-mode output unchanged);
-- optimizer: SGD with lr = config.lr = ELR * (1 - momentum) (the one explicit rule, logged),
-  the config's momentum and weight decay (on every parameter); Nesterov for optimizer
-  "nesterov"; Adam/AdamW take lr = ELR;
-- schedule: cosine decay per step over a FIXED horizon of `max_epochs` epochs, no warm-up. The
-  horizon is part of the run's identity (`schema.run_key(dataset, config, seed, max_epochs)`), so
-  the first t epochs of a run are the same whatever is trained later;
-- data: the task's uint8 tensors, normalised with the model's mean/std; per epoch a seeded
-  shuffle and light augmentation (random crop with size//8 zero padding, horizontal flip);
-- evaluation on the validation split after every epoch (accuracy, mean cross-entropy) and the
-  mean training loss; seconds per epoch (training + evaluation, wall-clock);
-- divergence: a non-finite training loss (or validation loss) ends the run with status
-  "diverged" and val_acc NaN for that epoch.
-
-Determinism: every random draw of epoch e comes from generators seeded by (seed, e), and the
-checkpoint holds the model, optimizer and scheduler states (and every RNG state), so continuing
-a run from its epoch-t checkpoint gives exactly the accuracies of an uninterrupted run (on the
-same device with the same number of threads: CPU kernels are deterministic for a fixed thread
-count). Checkpoints are written to a temporary file and `os.replace`d, so a kill never leaves a
-half-written one.
-"""
+"""The fine-tuner: one run, continued epoch by epoch, checkpointed after each."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import math
 import os
@@ -38,7 +10,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -48,76 +20,31 @@ import torch.nn.functional as F
 
 from quicktune.atomic import atomic_write
 from quicktune.data import TaskData
-from quicktune.metadataset.schema import FINETUNE_VERSION, SCHEMA_VERSION, run_key
+from quicktune.finetune.batchnorm import CALIBRATION_IMAGES, calibrate_folded_batchnorm
+from quicktune.finetune.layers import L2SP, apply_freezing
+from quicktune.finetune.recipe import Recipe
+from quicktune.finetune.records import (
+    _CKPT_FORMAT,
+    CHECKPOINT_NAME,
+    DEFAULT_BATCH_SIZE,
+    EpochResult,
+    _epoch_seed,
+    epoch_rows,
+    run_identity,
+)
+from quicktune.finetune.timm_parts import (
+    V1Cosine,
+    apply_transform,
+    loss_fn,
+    make_mixup,
+    make_optimizer,
+    make_scheduler,
+    make_train_transform,
+)
 from quicktune.space import ADAPTIVE_OPTIMIZERS, Config
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BATCH_SIZE = 64
 EVAL_BATCH_SIZE = 256
-CHECKPOINT_NAME = "checkpoint.pt"
-_CKPT_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class EpochResult:
-    """One finished epoch. val_acc is a fraction in [0, 1] (NaN when diverged)."""
-
-    epoch: int
-    val_acc: float
-    val_loss: float
-    train_loss: float
-    seconds: float
-    lr: float  # learning rate at the end of the epoch (after the cosine decay)
-    status: str = "ok"  # "ok" | "diverged"
-
-
-def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
-    """A 63-bit seed for (run seed, epoch, stream), independent of everything else."""
-    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, epoch, stream]).generate_state(2, np.uint64)[0] >> 1)
-
-
-def versions(**settings: Any) -> str:
-    """The `versions` column: schema/procedure/library versions plus the run's settings."""
-    import timm
-
-    import quicktune
-
-    v: dict[str, Any] = {
-        "schema": SCHEMA_VERSION,
-        "finetune": FINETUNE_VERSION,
-        "quicktune": quicktune.__version__,
-        "torch": torch.__version__.split("+")[0],
-        "timm": timm.__version__,
-    }
-    v.update(settings)
-    return json.dumps(v, sort_keys=True)
-
-
-def epoch_rows(
-    results: Iterable[EpochResult],
-    *,
-    dataset: str,
-    config: Config,
-    seed: int,
-    max_epochs: int,
-    key: str | None = None,
-    source: str = "collect",
-    settings: dict[str, Any] | None = None,
-) -> list[dict[str, Any]]:
-    """RUN_SCHEMA rows (one per epoch) for the meta-dataset store."""
-    key = key or run_key(dataset, config, seed, max_epochs)
-    ver = versions(**(settings or {}))
-    return [
-        dict(
-            run_key=key, dataset=dataset, model=config.model, elr=config.elr, lr=config.lr,
-            momentum=config.momentum, weight_decay=config.weight_decay, optimizer=config.optimizer,
-            extras=config.extras_json(), seed=int(seed), max_epochs=int(max_epochs), epoch=int(r.epoch),
-            val_acc=float(r.val_acc), val_loss=float(r.val_loss), train_loss=float(r.train_loss),
-            seconds=float(r.seconds), status=r.status, source=source, versions=ver, written_at=time.time(),
-        )
-        for r in results
-    ]
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -138,111 +65,13 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
-CALIBRATION_IMAGES = 256
-
-
-def _is_folded(bn: torch.nn.modules.batchnorm._BatchNorm) -> bool:
-    """A BatchNorm whose statistics are the identity (mean 0, variance 1): the normalisation was
-    folded into the previous layer (e.g. weights converted from an inference-only format)."""
-    if not bn.affine or bn.running_mean is None or bn.running_var is None:
-        return False  # (without an affine map the statistics can not be re-expressed)
-    return bool((bn.running_mean == 0).all() and ((bn.running_var - 1).abs() < 1e-3).all())
-
-
-@torch.no_grad()
-def calibrate_folded_batchnorm(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 32) -> int:
-    """Give folded BatchNorm layers the real statistics of their inputs on `x`, keeping the
-    eval-mode function unchanged; returns how many layers were recalibrated.
-
-    Why: a folded BN has running stats (0, 1) and carries the folded bias in its shift. Trained
-    in train mode, it would normalise with batch statistics and wipe out that bias (the Coral
-    MobileNets then output all-zero features). With stats (mu, sigma^2) measured here and
-    gamma' = gamma * sqrt(sigma^2 + eps) / sqrt(var0 + eps), beta' = beta + gamma * (mu - mean0) /
-    sqrt(var0 + eps), eval mode computes exactly what it did, and train mode starts close to it.
-    BNs with real statistics are left alone: normalising with the target's batch statistics is
-    what they were trained for (and what helps transfer, cf. AdaBN).
-    (`quicktune.models.bn.recalibrate_bn` applies the same re-expression to every BN.)
-
-    x: a (n x 3 x H x W) normalised float tensor (calibration images), run in chunks of
-    `batch_size` so large inputs fit in memory.
-    """
-    folded = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and _is_folded(m)]
-    if not folded:
-        return 0
-    sums: dict[int, list[Any]] = {id(m): [0.0, 0.0, 0] for m in folded}
-
-    def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        t = inputs[0].double()
-        dims = [d for d in range(t.dim()) if d != 1]
-        acc = sums[id(module)]
-        acc[0] = acc[0] + t.sum(dims)
-        acc[1] = acc[1] + (t * t).sum(dims)
-        acc[2] += t.numel() // t.shape[1]
-
-    handles = [m.register_forward_pre_hook(hook) for m in folded]
-    was_training = model.training
-    model.eval()
-    try:
-        for i in range(0, len(x), batch_size):
-            model(x[i : i + batch_size])
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    for bn in folded:
-        s1, s2, n = sums[id(bn)]
-        mu = s1 / n
-        var = (s2 / n - mu * mu).clamp_min(0.0)
-        d0 = torch.sqrt(bn.running_var.double() + bn.eps)
-        d1 = torch.sqrt(var + bn.eps)
-        gamma = bn.weight.double()
-        bn.bias.copy_((bn.bias.double() + gamma * (mu - bn.running_mean.double()) / d0).float())
-        bn.weight.copy_((gamma * d1 / d0).float())
-        bn.running_mean.copy_(mu.float())
-        bn.running_var.copy_(var.float())
-    return len(folded)
-
-
-def run_identity(
-    data: TaskData,
-    config: Config,
-    max_epochs: int,
-    seed: int = 0,
-    *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    pretrained: bool = True,
-    weights_dir: str | os.PathLike[str] | None = None,
-    dataset: str | None = None,
-) -> tuple[str, str]:
-    """(dataset name, run_key) of the run a `Finetuner` with these arguments trains.
-
-    The dataset name is the task's name. When the task's spec names no resolution, each model
-    trains at a resolution chosen for it (its input size, or a cap such as 64 px on a CPU); the
-    task stays the same task (as in the Quick-Tune meta-dataset, where every model has its own
-    resolution) and a resolution other than the model's input size joins the run key, so runs at
-    different resolutions never share a key. A non-default batch size (not given as a config
-    extra) and pretrained=False are part of the key too.
-    """
-    from quicktune.hub import model_info
-
-    identity: dict[str, Any] = {}
-    if dataset is None:
-        dataset = data.name
-    if data.spec.size is None and data.size != model_info(config.model, weights_dir).input_size:
-        identity["image_size"] = int(data.size)
-    bs = int(config.extra("batch_size", batch_size))
-    if bs != DEFAULT_BATCH_SIZE and config.extra("batch_size") is None:
-        identity["batch_size"] = bs
-    if not pretrained:
-        identity["pretrained"] = False
-    return dataset, run_key(dataset, config, int(seed), int(max_epochs), **identity)
-
-
 class Finetuner:
     """One run: (task, config, seed, epoch horizon), continued epoch by epoch.
 
     data:           the loaded task (its images' side is the training resolution)
-    config:         model and hyperparameters (extras: "batch_size" overrides `batch_size`)
+    config:         model and hyperparameters; its extras are the training recipe
+                    (`finetune.recipe.Recipe`: optimizer, schedule, freezing, L2-SP, mixup, ...;
+                    "batch_size" overrides `batch_size`). Without extras: exactly v1's procedure.
     max_epochs:     the cosine schedule's horizon (part of the run's identity)
     checkpoint_dir: where this run's checkpoint lives (None: no checkpoints, no continuation
                     across processes). A checkpoint found there is resumed.
@@ -250,6 +79,9 @@ class Finetuner:
                     the fine-tuned model later); False shrinks it to the results only.
     dataset:        the name recorded in the store (default: the task name, plus the resolution
                     when the spec names none and it differs from the model's input size)
+    device:         None: CUDA when available, else the CPU (one run per process; a GPU per
+                    process via CUDA_VISIBLE_DEVICES). On CUDA, float16 autocast + GradScaler
+                    unless the config's extra `amp` is false; never on the CPU.
     """
 
     def __init__(
@@ -264,7 +96,7 @@ class Finetuner:
         num_threads: int | None = None,
         weights_dir: str | os.PathLike[str] | None = None,
         pretrained: bool = True,
-        device: str = "cpu",
+        device: str | None = None,
         keep_model: bool = True,
         dataset: str | None = None,
     ) -> None:
@@ -272,9 +104,7 @@ class Finetuner:
 
         if max_epochs < 1:
             raise ValueError(f"`max_epochs >= 1` must hold, but got {max_epochs=}")
-        opt = config.optimizer
-        if opt not in ("sgd", "momentum", "nesterov", "adam", "adamw"):
-            raise ValueError(f"the optimizer must be sgd, momentum, nesterov, adam or adamw, but got {opt!r}")
+        self.recipe = Recipe.from_config(config)  # validates every recipe extra (one-line ValueError)
         self.data = data
         self.config = config
         self.max_epochs = int(max_epochs)
@@ -285,7 +115,8 @@ class Finetuner:
         self.num_threads = num_threads
         self.weights_dir = weights_dir
         self.pretrained = pretrained
-        self.device = torch.device(device)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.amp = self.device.type == "cuda" and self.recipe.amp is not False
         self.keep_model = keep_model
         self.info = model_info(config.model, weights_dir)
         self.dataset, self.run_key = run_identity(data, config, max_epochs, seed, batch_size=batch_size,
@@ -296,7 +127,9 @@ class Finetuner:
         self.status = "ok"
         self._model: torch.nn.Module | None = None
         self._optimizer: torch.optim.Optimizer | None = None
-        self._scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self._scheduler: Any = None  # V1Cosine (stepped per update) or a timm scheduler (per epoch)
+        self._scaler: Any = None  # torch.amp.GradScaler with AMP
+        self._l2sp: L2SP | None = None
         self._state: dict[str, Any] | None = None  # a loaded checkpoint not yet applied to a model
         self._n_train = len(data.train)
         self._steps_per_epoch = self._n_train // self.batch_size + (1 if self._n_train % self.batch_size > 1 else 0)
@@ -320,7 +153,11 @@ class Finetuner:
 
     def settings(self) -> dict[str, Any]:
         """What the row's `versions` JSON records about how the run was trained."""
-        return {"image_size": int(self.data.size), "batch_size": self.batch_size, "pretrained": self.pretrained}
+        s: dict[str, Any] = {"image_size": int(self.data.size), "batch_size": self.batch_size,
+                             "pretrained": self.pretrained}
+        if self.device.type != "cpu":  # (CPU rows keep v1's exact settings JSON)
+            s.update(device=self.device.type, amp=self.amp)
+        return s
 
     def rows(self, results: Iterable[EpochResult] | None = None, source: str = "collect") -> list[dict[str, Any]]:
         """RUN_SCHEMA rows of `results` (default: every epoch so far)."""
@@ -351,42 +188,54 @@ class Finetuner:
             torch.set_num_threads(int(self.num_threads))
         # The new head's initialisation is drawn from torch's global RNG: seed it per run.
         torch.manual_seed(_epoch_seed(self.seed, 0, 0))
+        r = self.recipe
         model = create_model(self.config.model, num_classes=self.data.n_classes, weights_dir=self.weights_dir,
-                             pretrained=self.pretrained)
+                             pretrained=self.pretrained, **({} if r.drop is None else {"drop_rate": r.drop}))
         model.to(self.device)
         c = self.config
-        if c.optimizer in ADAPTIVE_OPTIMIZERS:
-            cls = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
-            optimizer: torch.optim.Optimizer = cls(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-        else:
-            optimizer = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay,
-                                        nesterov=c.optimizer == "nesterov" and c.momentum > 0)
-        total = self.max_epochs * self._steps_per_epoch
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
-        )
         mean = torch.tensor(self.info.mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(self.info.std, dtype=torch.float32).view(1, 3, 1, 1)
         self._mean, self._std = mean.to(self.device), std.to(self.device)
-        if self._state is None and self.pretrained:
+        # L2-SP's reference is the pretrained model as a fresh run starts (calibrated): a resumed run
+        # rebuilds it the same way before loading its trained weights.
+        if self.pretrained and (self._state is None or r.sp_reg > 0):
             # Calibration images: a seeded draw of training images, un-augmented.
             gen = torch.Generator().manual_seed(_epoch_seed(self.seed, 0, 3))
             idx = torch.randperm(self._n_train, generator=gen)[:CALIBRATION_IMAGES]
             n = calibrate_folded_batchnorm(model, self._inputs(self.data.train.images[idx]))
             if n:
                 log.info("%s: recalibrated %d folded BatchNorm layers on %d training images", c.model, n, len(idx))
+        frozen = apply_freezing(model, freeze_embedding=r.freeze_embedding, linear_probing=r.linear_probing,
+                                pct_to_freeze=r.pct_to_freeze)
+        if frozen:
+            log.info("%s: %d parameter tensors frozen (%s ...)", c.model, len(frozen), ", ".join(frozen[:3]))
+        self._l2sp = L2SP(model, r.sp_reg) if r.sp_reg > 0 else None
+        optimizer = make_optimizer(model, c, r)
+        scheduler = make_scheduler(optimizer, r, self.max_epochs, self._steps_per_epoch)
+        self._scaler = torch.amp.GradScaler("cuda") if self.amp else None
+        self._mixup = make_mixup(r, self.data.n_classes)
+        self._loss = loss_fn(r)
+        self._transform = make_train_transform(r, int(self.data.size), self.info.mean, self.info.std)
         if self._state is not None:
             model.load_state_dict(self._state["model"])
+            if isinstance(scheduler, V1Cosine):
+                scheduler.load_state_dict(self._state["scheduler"])
+            else:
+                # timm's schedules are functions of the epoch and, for plateau, of the recorded
+                # accuracies: replaying them rebuilds the state exactly (timm does not checkpoint it).
+                for res in self.results:
+                    scheduler.step(res.epoch, res.val_acc)
             optimizer.load_state_dict(self._state["optimizer"])
-            scheduler.load_state_dict(self._state["scheduler"])
+            if self._scaler is not None and self._state.get("scaler") is not None:
+                self._scaler.load_state_dict(self._state["scaler"])
             rng = self._state["rng"]
             torch.set_rng_state(rng["torch"])
             np.random.set_state(rng["numpy"])
             random.setstate(rng["python"])
             self._state = None
-        log.info("%s on %s: lr = ELR * (1 - momentum) = %.4g * (1 - %g) = %.4g, wd=%g, %d epochs (cosine), "
-                 "batch %d, %dpx", c.model, self.dataset, c.elr, c.momentum, c.lr, c.weight_decay, self.max_epochs,
-                 self.batch_size, self.data.size)
+        log.info("%s on %s: %s, lr = %.4g (%s), wd=%g, %d epochs (%s), batch %d, %dpx", c.model, self.dataset,
+                 c.optimizer, c.lr, "ELR" if c.optimizer in ADAPTIVE_OPTIMIZERS else f"ELR * (1 - {c.momentum:g})",
+                 c.weight_decay, self.max_epochs, r.sched or "cosine per update", self.batch_size, self.data.size)
         self._model, self._optimizer, self._scheduler = model, optimizer, scheduler
 
     @property
@@ -406,28 +255,58 @@ class Finetuner:
 
     # -- training ---------------------------------------------------------------------------------
     def _train_epoch(self, epoch: int) -> tuple[float, bool]:
-        """Train epoch `epoch` (1-based); returns (mean training loss, diverged)."""
+        """Train epoch `epoch` (1-based); returns (mean training loss, diverged).
+
+        The training loss is the data term (cross-entropy, or soft-target cross-entropy with
+        mixup); the L2-SP penalty is added to the objective, not to the recorded loss.
+        """
         model, optimizer, scheduler = self._model, self._optimizer, self._scheduler
         assert model is not None and optimizer is not None and scheduler is not None
+        r = self.recipe
         torch.manual_seed(_epoch_seed(self.seed, epoch, 1))  # dropout / drop-path draws of this epoch
         gen = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch, 2))
+        if self._mixup is not None or self._transform is not None:
+            # timm's Mixup and augmentations draw from numpy's and Python's global generators.
+            np.random.seed(_epoch_seed(self.seed, epoch, 4) % 2**32)
+            random.seed(_epoch_seed(self.seed, epoch, 5))
         order = torch.randperm(self._n_train, generator=gen)
         images, labels = self.data.train.images, self.data.train.labels
         model.train()
+        per_update = isinstance(scheduler, V1Cosine)
         total, count = 0.0, 0
         for step in range(self._steps_per_epoch):
             # The last batch takes the remainder, except a single leftover image (BatchNorm can
             # not train on a batch of one), which sits this epoch out.
             idx = order[step * self.batch_size : (step + 1) * self.batch_size]
-            x = self._inputs(_augment(images[idx], gen))
+            if self._mixup is not None:
+                idx = idx[: len(idx) // 2 * 2]  # timm's Mixup pairs the batch with its reverse: even size
+            if self._transform is not None:
+                x = apply_transform(self._transform, images[idx]).to(self.device)
+            else:
+                x = self._inputs(_augment(images[idx], gen))
             y = labels[idx].to(self.device)
-            loss = F.cross_entropy(model(x), y)
+            if self._mixup is not None:
+                x, y = self._mixup(x, y)
+            with torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext():
+                loss = self._loss(model(x), y)
+                objective = loss + self._l2sp() if self._l2sp is not None else loss
             if not torch.isfinite(loss):
                 return float("nan"), True
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+            if self._scaler is not None:
+                self._scaler.scale(objective).backward()
+                if r.clip_grad is not None:
+                    self._scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), r.clip_grad)
+                self._scaler.step(optimizer)
+                self._scaler.update()
+            else:
+                objective.backward()
+                if r.clip_grad is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), r.clip_grad)
+                optimizer.step()
+            if per_update:
+                scheduler.step()
             total += float(loss.detach()) * len(idx)
             count += len(idx)
         return total / max(count, 1), False
@@ -442,8 +321,9 @@ class Finetuner:
         for i in range(0, len(labels), EVAL_BATCH_SIZE):
             x = self._inputs(images[i : i + EVAL_BATCH_SIZE])
             y = labels[i : i + EVAL_BATCH_SIZE].to(self.device)
-            out = model(x)
-            loss_sum += float(F.cross_entropy(out, y, reduction="sum"))
+            with torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext():
+                out = model(x)
+            loss_sum += float(F.cross_entropy(out.float(), y, reduction="sum"))
             correct += int((out.argmax(1) == y).sum())
         n = max(len(labels), 1)
         return correct / n, loss_sum / n
@@ -468,9 +348,14 @@ class Finetuner:
             if not diverged:
                 acc, val_loss = self.evaluate()
                 diverged = not math.isfinite(val_loss)
+            assert self._scheduler is not None and self._optimizer is not None
+            if isinstance(self._scheduler, V1Cosine):
+                lr = float(self._scheduler.get_last_lr()[0])
+            else:
+                if not diverged:
+                    self._scheduler.step(e, acc)  # timm train.py: the schedule moves once per epoch
+                lr = max(float(g["lr"]) for g in self._optimizer.param_groups)
             seconds = time.perf_counter() - t0
-            assert self._scheduler is not None
-            lr = float(self._scheduler.get_last_lr()[0])
             if diverged:
                 result = EpochResult(e, float("nan"), float("nan"), float("nan"), seconds, lr, "diverged")
                 self.status = "diverged"
@@ -504,7 +389,9 @@ class Finetuner:
             state.update(
                 model=self._model.state_dict(),
                 optimizer=self._optimizer.state_dict(),
-                scheduler=self._scheduler.state_dict(),
+                # timm's schedules are rebuilt by replay on resume (see _build)
+                scheduler=self._scheduler.state_dict() if isinstance(self._scheduler, V1Cosine) else None,
+                scaler=self._scaler.state_dict() if self._scaler is not None else None,
                 rng={"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
             )
         with atomic_write(self.checkpoint_path) as f:
@@ -526,6 +413,3 @@ class Finetuner:
         info = replace(self.info, name=name, num_source_classes=self.data.n_classes, source_dataset=self.dataset)
         return save_checkpoint(self.model, info, weights_dir, classes=self.data.classes, run_key=self.run_key,
                                config=self.config.to_dict())
-
-
-__all__ = ["DEFAULT_BATCH_SIZE", "EpochResult", "Finetuner", "epoch_rows", "run_identity", "versions"]

@@ -1,0 +1,240 @@
+"""The collection plan: configs (sampled or a grid) x tasks x seeds, minus what the store holds."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quicktune.data import TaskSpec
+from quicktune.metadataset.schema import DATASET_DESCRIPTORS
+from quicktune.metadataset.storage import MetaDatasetStore
+from quicktune.space import Config
+
+# The default space the collection samples configs from (Li et al. 2020 style ranges).
+ELR_RANGE = (1e-3, 1.0)  # log-uniform
+WEIGHT_DECAY_RANGE = (1e-6, 1e-2)  # log-uniform ...
+P_ZERO_WEIGHT_DECAY = 0.2  # ... or exactly 0 with this probability
+MOMENTA = (0.0, 0.5, 0.9)
+TERMINAL_STATUSES = ("diverged",)
+
+
+class CollectError(ValueError):
+    """Bad collection input (configs, grid file, executor, models)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Configs
+# ------------------------------------------------------------------------------------------------
+def sample_hyperparameters(n: int, seed: int = 0) -> list[dict[str, float]]:
+    """`n` (elr, weight_decay, momentum) draws from the default space, reproducible by `seed`."""
+    if n < 1:
+        raise CollectError(f"`configs >= 1` must hold, but got configs={n}")
+    rng = np.random.default_rng([seed, 0xC0FF16])
+    out = []
+    for _ in range(n):
+        elr = 10 ** rng.uniform(math.log10(ELR_RANGE[0]), math.log10(ELR_RANGE[1]))
+        wd_draw = 10 ** rng.uniform(math.log10(WEIGHT_DECAY_RANGE[0]), math.log10(WEIGHT_DECAY_RANGE[1]))
+        wd = 0.0 if rng.random() < P_ZERO_WEIGHT_DECAY else wd_draw
+        momentum = float(MOMENTA[int(rng.integers(len(MOMENTA)))])
+        # 4 significant digits: readable in tables, and stable under a JSON round trip.
+        out.append({"elr": float(f"{elr:.4g}"), "weight_decay": float(f"{wd:.4g}"), "momentum": momentum})
+    return out
+
+
+def load_grid(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Configs from a JSON file: a list of objects {"elr", "weight_decay"?, "momentum"?,
+    "model"?, any extra hyperparameter}, or one object of lists {"elr": [...], "weight_decay":
+    [...], "momentum": [...]} meaning their full factorial grid. Entries without "model" are
+    crossed with the collection's models."""
+    p = Path(path)
+    try:
+        raw = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise CollectError(f"{p}: no such grid file") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise CollectError(f"{p}: not a readable JSON grid ({str(e).splitlines()[0]})") from None
+    if isinstance(raw, dict):
+        keys = ["elr", "weight_decay", "momentum"]
+        if "elr" not in raw or not all(isinstance(raw.get(k, []), list) for k in keys):
+            raise CollectError(f"{p}: a grid object maps elr (and optionally weight_decay, momentum) to lists of values")
+        raw = [{"elr": e, "weight_decay": w, "momentum": m} for e in raw["elr"]
+               for w in raw.get("weight_decay", [0.0]) for m in raw.get("momentum", [0.9])]
+    if not isinstance(raw, list) or not raw or not all(isinstance(c, dict) and "elr" in c for c in raw):
+        raise CollectError(f"{p}: the grid must be a non-empty list of objects, each with at least an 'elr'")
+    return raw
+
+
+def make_configs(models: Sequence[str], hyperparams: Sequence[Mapping[str, Any]]) -> list[Config]:
+    """models x hyperparameters (entries that name a model are kept as they are), de-duplicated."""
+    out: list[Config] = []
+    for hp in hyperparams:
+        hp = dict(hp)
+        elr, wd, mom = hp.pop("elr"), hp.pop("weight_decay", 0.0), hp.pop("momentum", 0.9)
+        named = hp.pop("model", None)
+        extras = hp.pop("extras", {}) or {}
+        extras.update(hp)
+        for m in [named] if named else models:
+            try:
+                out.append(Config(m, float(elr), float(wd), float(mom), extras))
+            except (TypeError, ValueError) as e:
+                raise CollectError(f"bad config {dict(elr=elr, weight_decay=wd, momentum=mom)}: {e}") from None
+    return list(dict.fromkeys(out))
+
+
+# ------------------------------------------------------------------------------------------------
+# Plan
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    """One run to (continue to) train. `stored` are the epochs already in the store."""
+
+    spec: TaskSpec  # the task, with `size` set when the collection fixes the resolution
+    config: Config
+    seed: int
+    max_epochs: int
+    dataset: str
+    run_key: str
+    image_size: int  # resolution the run trains at
+    stored: tuple[int, ...] = ()
+    batch_size: int = 64
+    pretrained: bool = True
+
+    def describe(self) -> str:
+        return f"{self.dataset} {self.config.describe()}"
+
+
+@dataclass
+class Plan:
+    store: Path
+    work_dir: Path
+    jobs: list[Job]
+    n_runs: int  # runs planned in all (complete ones included)
+    n_complete: int  # skipped: already complete in the store
+    descriptors: dict[str, dict[str, float]]  # task name -> dataset descriptors
+    weights_dir: str | None = None
+    skip_unreadable: bool = False
+
+    @property
+    def epochs_to_train(self) -> int:
+        return sum(j.max_epochs - len(j.stored) for j in self.jobs)
+
+
+def default_work_dir(store: str | os.PathLike[str]) -> Path:
+    """Checkpoints live beside the store, never inside it: <store>/../.checkpoints."""
+    return Path(store).resolve().parent / ".checkpoints"
+
+
+def _store_state(store: MetaDatasetStore) -> dict[str, tuple[set[int], bool]]:
+    """run_key -> (epochs stored, ended early: a terminal status such as diverged)."""
+    df = store.read()
+    out: dict[str, tuple[set[int], bool]] = {}
+    for key, g in df.groupby("run_key"):
+        out[str(key)] = (set(int(e) for e in g["epoch"]), bool(g["status"].isin(TERMINAL_STATUSES).any()))
+    return out
+
+
+def _check_models(models: Sequence[str], weights_dir: str | None, pretrained: bool) -> None:
+    from quicktune import hub
+
+    for m in models:
+        hub.model_info(m, weights_dir)  # HubError (a ValueError) for unknown names
+        if pretrained and m in hub.registered_models():
+            hub.weights_file(m, weights_dir)  # HubError when the weights are not there
+
+
+def training_size(input_size: int, max_image_size: int | None) -> int:
+    """The resolution a model trains at: its input size, capped at `max_image_size` when given."""
+    if max_image_size is not None and max_image_size < 4:
+        raise CollectError(f"`max_image_size >= 4` must hold, but got max_image_size={max_image_size}")
+    return int(input_size if max_image_size is None else min(input_size, max_image_size))
+
+
+def plan_collection(
+    specs: Sequence[TaskSpec | str],
+    models: Sequence[str],
+    hyperparams: Sequence[Mapping[str, Any]],
+    max_epochs: int,
+    store: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    image_size: int | None = None,
+    max_image_size: int | None = None,
+    work_dir: str | os.PathLike[str] | None = None,
+    weights_dir: str | os.PathLike[str] | None = None,
+    batch_size: int = 64,
+    pretrained: bool = True,
+    skip_unreadable: bool = False,
+    write_descriptors: bool = True,
+) -> Plan:
+    """Validate the inputs, cache every task's decoded data, and list the runs still to train.
+
+    Resolution: a task spec's own `size` wins, then `image_size` for every task, else each model
+    trains at its input size capped at `max_image_size` (e.g. 64 px on a CPU: the task name stays
+    the same for every model and the resolution joins the run key).
+
+    Raises DataError / HubError / CollectError (all ValueErrors) on bad input, before anything
+    is trained. Dataset descriptors are appended to the store's features (model "").
+    """
+    from quicktune.data import load_task
+    from quicktune.finetune import run_identity
+    from quicktune.hub import model_info
+
+    if max_epochs < 1:
+        raise CollectError(f"`epochs >= 1` must hold, but got epochs={max_epochs}")
+    if not models:
+        raise CollectError("give at least one model (--models NAME,...)")
+    wd = str(weights_dir) if weights_dir is not None else None
+    _check_models(models, wd, pretrained)
+    configs = make_configs(models, hyperparams)
+    st = MetaDatasetStore(store)
+    state = _store_state(st)
+    # Absolute paths: workers (spawned processes, Ray workers) need not share our working directory.
+    tasks = [s if isinstance(s, TaskSpec) else TaskSpec.parse(s) for s in specs]
+    tasks = [replace(t, path=str(Path(t.path).expanduser().resolve())) for t in tasks]
+    if not tasks:
+        raise CollectError("give at least one dataset (--datasets PATH[:options],...)")
+    jobs: list[Job] = []
+    descriptors: dict[str, dict[str, float]] = {}
+    n_runs = n_complete = 0
+    for spec in tasks:
+        spec = spec.with_size(image_size)
+        loaded: dict[int, Any] = {}
+        for config in configs:
+            size = spec.size or training_size(model_info(config.model, wd).input_size, max_image_size)
+            if size not in loaded:
+                loaded[size] = load_task(spec, size, skip_unreadable=skip_unreadable)  # validates + caches
+            data = loaded[size]
+            dataset, key = run_identity(data, config, max_epochs, seed, batch_size=batch_size, pretrained=pretrained,
+                                        weights_dir=wd)
+            descriptors.setdefault(data.name, data.descriptors())
+            n_runs += 1
+            stored, ended = state.get(key, (set(), False))
+            if ended or len(stored) >= max_epochs:
+                n_complete += 1
+                continue
+            jobs.append(Job(spec, config, int(seed), int(max_epochs), dataset, key, int(size),
+                            tuple(sorted(stored)), int(batch_size), bool(pretrained)))
+        loaded.clear()  # free the tensors: workers read the disk cache
+    if write_descriptors:
+        _write_descriptors(st, descriptors)
+    return Plan(Path(store).resolve(), Path(work_dir).resolve() if work_dir else default_work_dir(store), jobs, n_runs,
+                n_complete, descriptors, str(Path(wd).expanduser().resolve()) if wd else None, skip_unreadable)
+
+
+def _write_descriptors(store: MetaDatasetStore, descriptors: Mapping[str, Mapping[str, float]]) -> None:
+    have = store.read_features()
+    known = {(r.dataset, r.model, r.name): r.value for r in have.itertuples()} if len(have) else {}
+    rows = [
+        {"dataset": d, "model": "", "name": n, "value": float(v[n])}
+        for d, v in descriptors.items() for n in DATASET_DESCRIPTORS
+        if known.get((d, "", n)) != float(v[n])
+    ]
+    if rows:
+        store.append_features(rows)

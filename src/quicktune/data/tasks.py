@@ -1,0 +1,297 @@
+"""Loading a task: decoded, resized, split and cached images."""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quicktune.atomic import atomic_write
+from quicktune.data.scan import (
+    _common_side,
+    _decode,
+    _fingerprint,
+    _layout,
+    _scan_split,
+)
+from quicktune.data.spec import DataError, TaskSpec
+
+
+def default_cache_dir() -> Path:
+    """$QUICKTUNE_CACHE/data if set, else ~/.cache/quicktune/data."""
+    root = os.environ.get("QUICKTUNE_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "quicktune") / "data"
+
+
+# ------------------------------------------------------------------------------------------------
+# Loaded data
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class Split:
+    """images: a (n x 3 x S x S) uint8 tensor; labels: a (n,) long tensor in [0, n_classes)."""
+
+    images: Any  # torch.Tensor
+    labels: Any  # torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass
+class TaskData:
+    """A loaded task: train and validation splits as uint8 tensors, plus what describes them."""
+
+    spec: TaskSpec
+    classes: list[str]
+    train: Split
+    val: Split
+    size: int
+    original_channels: int  # 1 when every image was grayscale, else 3
+    original_size: int  # median of the original images' longer side
+    skipped: list[str] = field(default_factory=list)  # unreadable files skipped (skip_unreadable)
+
+    @property
+    def name(self) -> str:
+        """The task name (`spec.task_name`; it names the resolution only when the spec sets one)."""
+        return self.spec.task_name
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def descriptors(self) -> dict[str, float]:
+        """Dataset meta-features: n_samples (train + val), n_classes, image_size (the task's
+        resolution if it sets one, else the originals' median side), channels (of the originals,
+        before the RGB conversion)."""
+        return {
+            "n_samples": float(len(self.train) + len(self.val)),
+            "n_classes": float(self.n_classes),
+            "image_size": float(self.spec.size if self.spec.size is not None else self.original_size),
+            "channels": float(self.original_channels),
+        }
+
+
+def _load_split(
+    folder: Path, files: dict[str, list[Path]], size: int, cache_dir: Path | None
+) -> dict[str, Any]:
+    """Decode (or read from cache) every image of one split folder.
+
+    Returns {"images": (n x 3 x S x S) uint8 tensor, "labels": (n,) long (index into the sorted
+    class names of this folder), "classes", "channels": (n,) uint8, "sides": (n,) int32,
+    "unreadable": [(path, reason)]}.
+    """
+    import torch
+
+    key = _fingerprint(folder, files, size)
+    cache_file = None
+    if cache_dir is not None:
+        slug = re.sub(r"[^\w.-]+", "_", str(folder.resolve()).strip("/"))[-80:]
+        cache_file = cache_dir / f"{slug}-{size}px-{key}.pt"
+        if cache_file.exists():
+            try:
+                return torch.load(cache_file, weights_only=False)
+            except Exception:  # a damaged cache is rebuilt, never trusted
+                pass
+    classes = list(files)
+    images, labels, channels, sides, unreadable = [], [], [], [], []
+    for ci, cls in enumerate(classes):
+        for p in files[cls]:
+            try:
+                arr, ch, side = _decode(p, size)
+            except Exception as e:  # PIL raises many types for corrupt files
+                # PIL often repeats the path in its message; the error names it once already.
+                reason = (str(e).splitlines()[0] if str(e) else type(e).__name__).replace(f" {str(p)!r}", "")
+                unreadable.append((str(p), reason))
+                continue
+            images.append(arr)
+            labels.append(ci)
+            channels.append(ch)
+            sides.append(side)
+    out = {
+        "images": torch.from_numpy(np.stack(images)) if images else torch.zeros((0, 3, size, size), dtype=torch.uint8),
+        "labels": torch.tensor(labels, dtype=torch.long),
+        "classes": classes,
+        "channels": np.asarray(channels, dtype=np.uint8),
+        "sides": np.asarray(sides, dtype=np.int32),
+        "unreadable": unreadable,
+    }
+    if cache_file is not None:
+        try:
+            with atomic_write(cache_file) as f:
+                torch.save(out, f)
+        except OSError as e:  # a read-only cache only costs speed
+            warnings.warn(f"could not write the data cache {cache_file}: {e}", stacklevel=2)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Loading a task
+# ------------------------------------------------------------------------------------------------
+def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, val indices): per class, round(fraction * n) (>= 1, <= n - 1) to val."""
+    rng = np.random.default_rng([seed, 0x5EED])
+    train_idx, val_idx = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[rng.permutation(len(idx))]
+        n_val = min(max(1, int(round(fraction * len(idx)))), len(idx) - 1)
+        val_idx.append(idx[:n_val])
+        train_idx.append(idx[n_val:])
+    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
+
+
+def _check_unreadable(bad: list[tuple[str, str]], skip_unreadable: bool) -> list[str]:
+    if bad and not skip_unreadable:
+        path, reason = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise DataError(
+            f"{path}: unreadable or corrupt image ({reason}){more}; fix or remove it, or pass skip_unreadable "
+            f"(--skip-unreadable) to skip such files"
+        )
+    return [p for p, _ in bad]
+
+
+def load_task(
+    spec: TaskSpec | str | os.PathLike[str],
+    size: int | None = None,
+    *,
+    skip_unreadable: bool = False,
+    cache_dir: str | os.PathLike[str] | None | bool = True,
+) -> TaskData:
+    """Load the task `spec` (a TaskSpec, a spec string or a folder path).
+
+    size: the square side to resize to when the spec sets none (the spec's own `size` wins);
+          with neither, the originals' most common longer side is used.
+    skip_unreadable: skip unreadable/corrupt images (all are reported in `TaskData.skipped` and
+          by a warning) instead of raising DataError on the first one.
+    cache_dir: where decoded tensors are cached (True: `default_cache_dir()`; None/False: off).
+    """
+    import torch
+
+    if not isinstance(spec, TaskSpec):
+        spec = TaskSpec.parse(str(spec)) if isinstance(spec, str) else TaskSpec(str(spec))
+    root = Path(spec.path).expanduser()
+    cache = default_cache_dir() if cache_dir is True else (Path(cache_dir) if cache_dir else None)
+
+    train_dir, val_dir = _layout(root)
+    train_files = _scan_split(train_dir)
+    val_files = _scan_split(val_dir) if val_dir is not None else None
+    if val_files is not None and set(val_files) != set(train_files):
+        only_train = sorted(set(train_files) - set(val_files))
+        only_val = sorted(set(val_files) - set(train_files))
+        raise DataError(
+            f"{val_dir}: the validation split must have the same class folders as {train_dir}, but "
+            f"missing in validation: {only_train[:5]}, missing in train: {only_val[:5]}"
+        )
+
+    # Which classes to keep (before decoding, so derived tasks decode only what they use).
+    all_classes = list(train_files)
+    if spec.class_names is not None:
+        unknown = sorted(set(spec.class_names) - set(all_classes))
+        if unknown:
+            raise DataError(f"{root}: `names` lists classes that are not folders here: {unknown[:5]}")
+        keep = list(spec.class_names)
+    elif spec.classes is not None:
+        if spec.classes > len(all_classes):
+            raise DataError(f"{root}: `classes <= {len(all_classes)}` (the folder's classes) must hold, but got classes={spec.classes}")
+        rng = np.random.default_rng([spec.seed, 0xC1A55])
+        keep = sorted(all_classes[i] for i in rng.choice(len(all_classes), spec.classes, replace=False))
+    else:
+        keep = all_classes
+
+    target = spec.size or size
+    if target is None:
+        target = _common_side(train_files)
+    target = int(target)
+
+    # Decode whole split folders (the cache is per folder and size, shared by every derived task).
+    train_raw = _load_split(train_dir, train_files, target, cache)
+    val_raw = None
+    if val_dir is not None and val_files is not None:
+        val_raw = _load_split(val_dir, val_files, target, cache)
+    skipped = _check_unreadable(train_raw["unreadable"] + (val_raw["unreadable"] if val_raw else []), skip_unreadable)
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s): {', '.join(skipped)}", stacklevel=2)
+
+    def select(raw: dict[str, Any], where: Path) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+        pos = {c: i for i, c in enumerate(raw["classes"])}
+        new_label = torch.full((len(raw["classes"]),), -1, dtype=torch.long)
+        for j, c in enumerate(keep):
+            new_label[pos[c]] = j
+        lab = new_label[raw["labels"]]
+        mask = lab >= 0
+        counts = torch.bincount(lab[mask], minlength=len(keep))
+        empty = [keep[j] for j in range(len(keep)) if counts[j] == 0]
+        if empty:
+            raise DataError(f"{where / empty[0]}: class folder has no readable images (every class needs at least one)")
+        m = mask.numpy()
+        return raw["images"][mask], lab[mask], raw["channels"][m], raw["sides"][m]
+
+    tr_x, tr_y, tr_ch, tr_side = select(train_raw, train_dir)
+    if val_raw is not None:
+        va_x, va_y, va_ch, va_side = select(val_raw, val_dir)  # type: ignore[arg-type]
+    else:
+        for j, c in enumerate(keep):
+            if int((tr_y == j).sum()) < 2:
+                raise DataError(
+                    f"{train_dir / c}: with no val/ or test/ folder each class needs at least 2 images "
+                    f"(one to train, one to validate), but it has {int((tr_y == j).sum())}"
+                )
+        tr_idx, va_idx = _stratified_split(tr_y.numpy(), spec.val_fraction, spec.seed)
+        va_x, va_y, va_ch, va_side = tr_x[va_idx], tr_y[va_idx], tr_ch[va_idx], tr_side[va_idx]
+        tr_x, tr_y, tr_ch, tr_side = tr_x[tr_idx], tr_y[tr_idx], tr_ch[tr_idx], tr_side[tr_idx]
+
+    if spec.shots is not None:
+        counts = torch.bincount(tr_y, minlength=len(keep))
+        smallest = int(counts.min())
+        if spec.shots > smallest:
+            c = keep[int(counts.argmin())]
+            raise DataError(
+                f"{root}: `shots <= {smallest}` (training images of the smallest class, {c!r}) must hold, "
+                f"but got shots={spec.shots}"
+            )
+        rng = np.random.default_rng([spec.seed, 0x5407])
+        y = tr_y.numpy()
+        idx = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == j), spec.shots, replace=False) for j in range(len(keep))]))
+        tr_x, tr_y, tr_ch, tr_side = tr_x[idx], tr_y[idx], tr_ch[idx], tr_side[idx]
+
+    if spec.val_shots is not None:
+        rng = np.random.default_rng([spec.seed, 0x7A15])
+        y = va_y.numpy()
+        idx = np.sort(np.concatenate([
+            rng.choice(where, min(spec.val_shots, len(where)), replace=False)
+            for where in (np.flatnonzero(y == j) for j in range(len(keep)))
+        ]))
+        va_x, va_y, va_ch, va_side = va_x[idx], va_y[idx], va_ch[idx], va_side[idx]
+
+    channels = np.concatenate([tr_ch, va_ch])
+    sides = np.concatenate([tr_side, va_side])
+    return TaskData(
+        spec=spec,
+        classes=keep,
+        train=Split(tr_x.contiguous(), tr_y.contiguous()),
+        val=Split(va_x.contiguous(), va_y.contiguous()),
+        size=target,
+        original_channels=3 if (channels == 3).any() else 1,
+        original_size=int(np.median(sides)) if len(sides) else target,
+        skipped=skipped,
+    )
+
+
+def describe(spec: TaskSpec | str, size: int | None = None, **kwargs: Any) -> dict[str, float]:
+    """`load_task(spec, size).descriptors()`."""
+    return load_task(spec, size, **kwargs).descriptors()
+
+
+def derived_specs(spec: TaskSpec, classes: Sequence[int] = (), shots: Sequence[int] = (), sizes: Sequence[int] = ()) -> list[TaskSpec]:
+    """Convenience: one derived spec per given class count, shot count and size (not crossed)."""
+    out = [replace(spec, classes=c) for c in classes]
+    out += [replace(spec, shots=k) for k in shots]
+    out += [replace(spec, size=s) for s in sizes]
+    return out

@@ -1,0 +1,316 @@
+"""The timed search: Quick-Tune's ask/tell loop over real fine-tuning runs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from quicktune.space import Config
+from quicktune.suggest.candidates import candidates_fingerprint
+from quicktune.suggest.errors import SuggestError
+from quicktune.suggest.loading import FALLBACK_BATCH_SIZE
+from quicktune.suggest.session import (
+    SESSION_FILE,
+    SESSION_FORMAT,
+    SESSION_VERSION,
+    StepRecord,
+    _atomic_json,
+)
+from quicktune.suggest.target import Target, TaskFeatures
+
+
+class Search:
+    """A resumable, wall-clock-budgeted Quick-Tune search that really fine-tunes.
+
+    budget_seconds: the total wall-clock of the search over all its sessions (time spent before
+                    an interruption counts). `clock_start` (a time.perf_counter() value) lets the
+                    caller count its own set-up (data loading, features) too.
+    The work dir holds `runs/` (the objective's checkpoints) and `session.json`; a work dir of a
+    search with other identity settings (data, candidates, epochs, seed, batch size,
+    resolution) is refused with a SuggestError rather than mixed.
+    """
+
+    def __init__(
+        self,
+        surrogate: Any,
+        configs: Sequence[Config],
+        target: Target,
+        features: TaskFeatures,
+        *,
+        budget_seconds: float,
+        max_epochs: int,
+        workdir: str | os.PathLike[str],
+        seed: int = 0,
+        batch_size: int = FALLBACK_BATCH_SIZE,
+        threads: int | None = None,
+        pretrained: bool = True,
+        refit_steps: int = 10,
+        clock_start: float | None = None,
+        on_event: Callable[[str, Search], None] | None = None,
+    ) -> None:
+        from quicktune.objective import FinetuneObjective
+        from quicktune.optimizer.quicktune import QuickTune
+        from quicktune.space import SearchSpace
+
+        if not budget_seconds > 0:
+            raise SuggestError(f"a timed search needs `budget > 0`, but got {budget_seconds}s")
+        if max_epochs < 1:
+            raise SuggestError(f"`--epochs >= 1` must hold, but got {max_epochs}")
+        self.configs = list(configs)
+        self.target = target
+        self.features = features
+        self.budget = float(budget_seconds)
+        self.max_epochs = int(max_epochs)
+        self.workdir = Path(workdir)
+        self.seed = int(seed)
+        self.batch_size = int(batch_size)
+        self.on_event = on_event
+        self._t0 = clock_start if clock_start is not None else time.perf_counter()
+        self._frozen: float | None = None
+        self.identity = {
+            "data": target.spec.to_string(),
+            "candidates": candidates_fingerprint(self.configs),
+            "n_candidates": len(self.configs),
+            "max_epochs": self.max_epochs,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "max_image_size": target.max_image_size,
+            "pretrained": bool(pretrained),
+        }
+        self.session_path = self.workdir / SESSION_FILE
+        self.elapsed_before = 0.0
+        self.steps: list[StepRecord] = []
+        self.trace: list[dict[str, Any]] = []
+        self.sessions = 0
+        self._load_session()  # refuses a work dir of another search before anything is written
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        # Model identity is kept apart from hyperparameters; hyperparameters are encoded with the
+        # surrogate's saved extra spec so they match meta-training (the surrogate re-encodes them
+        # itself from its space state; this space lists the candidates and their models).
+        self.space = SearchSpace(self.configs, extra_spec=surrogate.space_state["extra_spec"])
+        self.objective = FinetuneObjective(
+            self.space, target.spec, self.max_epochs, self.workdir, self.seed, max_image_size=target.max_image_size,
+            batch_size=self.batch_size, num_threads=threads, weights_dir=target.weights_dir, pretrained=pretrained,
+            skip_unreadable=target.skip_unreadable, keep_finished_models=True,
+        )
+        self.optimizer = QuickTune(
+            self.space, self.max_epochs, self.seed, surrogate=surrogate, dataset_features=features.dataset,
+            pair_features=features.pairs, model_descriptors=features.models, refit_steps=refit_steps,
+        )
+        self.stop_reason: str | None = None
+        self.current: dict[str, Any] | None = None  # the step in progress (for a live display)
+        self.resumed_epochs = 0
+
+    # -- the clock --------------------------------------------------------------------------------
+    @property
+    def elapsed(self) -> float:
+        """Seconds of budget used: earlier sessions plus this one so far (frozen once run() ends)."""
+        if self._frozen is not None:
+            return self._frozen
+        return self.elapsed_before + (time.perf_counter() - self._t0)
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.budget - self.elapsed)
+
+    # -- session persistence ----------------------------------------------------------------------
+    def _load_session(self) -> None:
+        if not self.session_path.is_file():
+            return
+        try:
+            state = json.loads(self.session_path.read_text())
+        except (OSError, ValueError) as e:
+            raise SuggestError(f"{self.session_path}: unreadable search session ({e}); delete it to start over") from None
+        if state.get("format") != SESSION_FORMAT or state.get("version") != SESSION_VERSION:
+            raise SuggestError(f"{self.session_path}: not a quicktune suggest session of version {SESSION_VERSION}")
+        old = state.get("identity", {})
+        diff = [k for k in self.identity if old.get(k) != self.identity[k]]
+        if diff:
+            shown = ", ".join(f"{k}: was {old.get(k)!r}, now {self.identity[k]!r}" for k in diff)
+            raise SuggestError(
+                f"{self.workdir} holds a search with other settings ({shown}); rerun with the original options, "
+                f"pass another --workdir, or delete {self.workdir} to start over"
+            )
+        self.elapsed_before = float(state.get("elapsed_seconds", 0.0))
+        self.steps = [StepRecord(**s) for s in state.get("steps", [])]
+        self.trace = list(state.get("trace", []))
+        self.sessions = int(state.get("sessions", 0))
+
+    def save_session(self) -> None:
+        _atomic_json(
+            {
+                "format": SESSION_FORMAT, "version": SESSION_VERSION, "identity": self.identity,
+                "budget_seconds": self.budget, "elapsed_seconds": self.elapsed, "sessions": self.sessions,
+                "steps": [vars(s) for s in self.steps], "trace": self.trace,
+                "stop_reason": self.stop_reason, "saved_at": time.time(),
+            },
+            self.session_path,
+        )
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def _emit(self, kind: str) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, self)
+
+    def resume(self) -> int:
+        """Tell the optimizer every epoch already trained in the work dir; returns how many."""
+        from quicktune.protocol import Observation
+
+        n = 0
+        for obs in self.objective.history():
+            ft = self.objective.finetuner(obs.trial.config_id)
+            # The epochs' recorded seconds let the cost model calibrate on this machine at once.
+            secs = tuple(r.seconds for r in ft.results)
+            self.optimizer.tell(Observation(obs.trial, obs.curve, 0.0, secs, obs.finished))
+            n += len(obs.curve)
+        self.resumed_epochs = n
+        if n and not self.trace:  # checkpoints without a session: the best so far at time 0
+            self._update_trace(step=0)
+        return n
+
+    def incumbent(self) -> dict[str, Any] | None:
+        """The best run so far: {config_id, model, elr, lr, momentum, weight_decay, accuracy, epoch}."""
+        inc = self.optimizer.incumbent()
+        if inc is None:
+            return None
+        cid, acc = inc
+        curve = self.optimizer.curves[cid]
+        epoch = next(t for t, v in enumerate(curve, start=1) if v == acc)
+        c = self.configs[cid]
+        return {"config_id": cid, "model": c.model, "elr": c.elr, "lr": c.lr, "momentum": c.momentum,
+                "weight_decay": c.weight_decay, "accuracy": float(acc), "epoch": epoch}
+
+    def _update_trace(self, step: int) -> None:
+        inc = self.incumbent()
+        if inc is None:
+            return
+        last = self.trace[-1] if self.trace else None
+        if last is None or inc["accuracy"] > last["accuracy"]:
+            self.trace.append({"elapsed": self.elapsed, "step": step, **inc})
+
+    def predicted_step_seconds(self, config_id: int) -> float:
+        """The optimizer's cost model for the next epoch of `config_id` (observed seconds for a
+        started run, the calibrated cost net for a new one)."""
+        log_cost = self.optimizer.log_step_cost(np.array([config_id]))
+        return float(np.exp(log_cost[0]))
+
+    @property
+    def epochs_trained(self) -> int:
+        return sum(len(c) for c in self.optimizer.curves.values())
+
+    def run(self) -> str:
+        """Search until the budget is used; returns why it stopped: "budget", "next step would
+        overrun the budget" or "every candidate is finished". A step is not started when the
+        budget is used or the step is predicted to overrun it, except that a search with no epoch
+        trained yet always trains one. A KeyboardInterrupt saves the session (the interrupted
+        epoch's time counts, its work is lost) and propagates."""
+        self.sessions += 1
+        self._emit("start")
+        try:
+            while True:
+                # Until one epoch is trained, the search goes on whatever the set-up cost or the
+                # first step is predicted to cost: a search that reports nothing helps no one.
+                if self.elapsed >= self.budget and self.epochs_trained > 0:
+                    self.stop_reason = "budget"
+                    break
+                t_ask = time.perf_counter()
+                trial = self.optimizer.ask()
+                overhead = time.perf_counter() - t_ask
+                if trial is None:
+                    self.stop_reason = "every candidate is finished"
+                    break
+                predicted = self.predicted_step_seconds(trial.config_id)
+                if self.epochs_trained > 0 and self.elapsed + predicted > self.budget:
+                    self.stop_reason = "next step would overrun the budget"
+                    break
+                c = self.configs[trial.config_id]
+                self.current = {"config_id": trial.config_id, "model": c.model, "elr": c.elr, "epoch": trial.epoch,
+                                "predicted_seconds": predicted, "started": time.perf_counter()}
+                self._emit("step_start")
+                obs = self.objective.evaluate(trial)
+                self.optimizer.tell(obs)
+                self.current = None
+                acc = obs.curve[-1] if obs.curve else math.nan
+                self.steps.append(StepRecord(len(self.steps) + 1, trial.config_id, obs.epochs, float(acc),
+                                             float(obs.seconds), self.elapsed, overhead))
+                self._update_trace(step=len(self.steps))
+                self.save_session()
+                self._emit("step")
+        except KeyboardInterrupt:
+            self.stop_reason = "interrupted"
+            self.current = None
+            self._frozen = self.elapsed
+            self.save_session()
+            raise
+        self._frozen = self.elapsed
+        self.save_session()
+        self._emit("stop")
+        return self.stop_reason
+
+    # -- results ----------------------------------------------------------------------------------
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run trained so far (candidate order): config, curve, per-epoch seconds."""
+        out = []
+        for cid in sorted(self.optimizer.curves):
+            ft = self.objective.finetuner(cid)
+            c = self.configs[cid]
+            out.append({
+                "config_id": cid, "model": c.model, "elr": c.elr, "lr": c.lr, "momentum": c.momentum,
+                "weight_decay": c.weight_decay, "curve": [float(r.val_acc) for r in ft.results],
+                "epoch_seconds": [float(r.seconds) for r in ft.results], "seconds": float(sum(r.seconds for r in ft.results)),
+                "epochs": ft.epochs_done, "finished": ft.finished, "status": ft.status, "run_key": ft.run_key,
+            })
+        return out
+
+    def report(self, surrogate_path: str | None = None) -> dict[str, Any]:
+        """The JSON-able report: best config, every run's curve, the incumbent trace, the steps."""
+        runs = self.runs()
+        inc = self.incumbent()
+        best = None
+        if inc is not None:
+            run = next(r for r in runs if r["config_id"] == inc["config_id"])
+            best = {**inc, "curve": run["curve"], "epochs": run["epochs"], "seconds": run["seconds"],
+                    "final_accuracy": run["curve"][-1] if run["curve"] else math.nan, "finished": run["finished"],
+                    "run_key": run["run_key"], "max_epochs": self.max_epochs}
+        return {
+            "task": self.target.name,
+            "data": self.target.spec.path,
+            "surrogate": surrogate_path,
+            "budget_seconds": self.budget,
+            "elapsed_seconds": self.elapsed,
+            "stop_reason": self.stop_reason,
+            "seed": self.seed,
+            "max_epochs": self.max_epochs,
+            "batch_size": self.batch_size,
+            "max_image_size": self.target.max_image_size,
+            "candidates": len(self.configs),
+            "models": sorted({c.model for c in self.configs}),
+            "steps": len(self.steps),
+            "epochs_trained": self.epochs_trained,
+            "sessions": self.sessions,
+            "optimizer_overhead": self.optimizer.overhead,
+            "best": best,
+            "runs": runs,
+            "trace": self.trace,
+            "step_log": [vars(s) for s in self.steps],
+        }
+
+    def save_best_model(self, weights_dir: str | os.PathLike[str], name: str | None = None) -> tuple[str, Path]:
+        """Save the incumbent's fine-tuned model (as of its last trained epoch) as a hub checkpoint;
+        returns (hub name, .pth path): `hub.create_model(name, weights_dir=weights_dir)` loads it."""
+        inc = self.incumbent()
+        if inc is None:
+            raise SuggestError("no run has finished an epoch yet: there is no fine-tuned model to save")
+        ft = self.objective.finetuner(inc["config_id"])
+        path = ft.save_model(weights_dir, name)
+        return path.stem, path
