@@ -166,6 +166,9 @@ class PeerOptimizer(Optimizer):
 
     # -- the protocol ---------------------------------------------------------------------------
     def ask(self) -> Trial | None:
+        if self._job is not None:
+            # The peers' own ask/tell loops are sequential here (one trial in flight).
+            raise RuntimeError(f"{type(self).__name__} runs one trial at a time, but {self._job} is still pending")
         if len(self.finished) >= len(self.space) and not self.stop_only:
             return None  # every candidate is trained to the end of its recording
         if self._idle >= self.max_idle:
