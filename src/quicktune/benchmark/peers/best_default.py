@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from quicktune.atomic import atomic_write
 from quicktune.benchmark.methods import FoldContext, MethodContext
 from quicktune.benchmark.peers.base import MODEL, Job, PeerOptimizer
 from quicktune.protocol import Observation
@@ -79,7 +80,9 @@ def prepare(fold: FoldContext) -> None:
         # when its factory runs.
         models = sorted({c.model for d in fold.train_datasets for c in fold.train.task(d).configs})
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(model_sizes(fold, models), indent=1))
+        sizes = model_sizes(fold, models)
+        with atomic_write(path, "w") as f:  # parallel benchmark processes may prepare the same fold
+            f.write(json.dumps(sizes, indent=1))
 
 
 class BestDefault(PeerOptimizer):
