@@ -11,7 +11,7 @@ jobs after that many minutes (the files so far are still aggregated). Jobs run s
     python benchmarks/peers_replay.py [--metadataset ../shared/data/quicktune-extended]
         [--methods quicktune,qtt,...] [--seeds 0,1] [--folds 5] [--budget 16h]
         [--work-dir .quicktune-cache/peers_replay] [--out benchmarks/results] [--max-minutes 60]
-        [--aggregate-only]
+        [--only-folds 0,1] [--aggregate-only]
 
 Writes, into --out: peers_replay.csv (method, dataset, fold, seed, time_s, regret on a log time
 grid), peers_replay.json (per method: mean normalized regret over datasets at 1h / 4h / 16h with a
@@ -54,13 +54,19 @@ def run_jobs(args: argparse.Namespace, table) -> None:
     contexts = fold_contexts(table, args.folds, work / "models")
     prepared: set[tuple[str, int]] = set()
     t_start = time.perf_counter()
-    todo = [(m, d, s) for s in args.seeds for m in args.methods for d in table.datasets
+    # Fold-major within each (seed, method): a bounded run leaves whole folds done.
+    datasets = sorted(table.datasets, key=lambda d: (contexts[d].fold, d))
+    if args.only_folds is not None:
+        datasets = [d for d in datasets if contexts[d].fold in args.only_folds]
+    todo = [(m, d, s) for s in args.seeds for m in args.methods for d in datasets
             if not job_path(work, m, d, s).exists()]
     print(f"{len(todo)} jobs to run", flush=True)
     for i, (m, d, s) in enumerate(todo):
         if args.max_minutes and time.perf_counter() - t_start > 60 * args.max_minutes:
             print(f"stopping: --max-minutes {args.max_minutes} reached, {len(todo) - i} jobs left", flush=True)
             break
+        if job_path(work, m, d, s).exists():  # another process of this benchmark did it meanwhile
+            continue
         method, ctx = get_method(m), contexts[d]
         prep_s = 0.0
         if (m, ctx.fold) not in prepared:
@@ -125,8 +131,6 @@ def aggregate(args: argparse.Namespace, table) -> dict:
 
     rows = []
     for j in jobs:
-        if j["dataset"] not in datasets:
-            continue
         reg = regret_on_grid(j, table.task(j["dataset"]), grid)
         rows.append(pd.DataFrame({"method": j["method"], "dataset": j["dataset"], "fold": j["fold"], "seed": j["seed"],
                                   "time_s": grid, "regret": np.round(reg, 5)}))
@@ -137,6 +141,7 @@ def aggregate(args: argparse.Namespace, table) -> dict:
 
     # per (method, dataset, time): mean over seeds
     per_ds = long.groupby(["method", "dataset", "time_s"])["regret"].mean().unstack("time_s")
+    long = long[long["dataset"].isin(datasets)]  # the plot: the common datasets only
     doc: dict = {
         "budget_s": budget, "report_times_s": report, "datasets": datasets, "n_datasets": len(datasets),
         "folds": args.folds, "seeds": args.seeds,
@@ -170,7 +175,12 @@ def aggregate(args: argparse.Namespace, table) -> dict:
                     "share_worse": float(np.mean(q > v)),
                     "mean_difference": float(np.mean(v - q)), "difference_ci95": list(dataset_ci(v - q)),
                 }
-        entry["per_dataset"] = {d: {label: float(per_ds.loc[m][t][d]) for label, t in report.items()} for d in datasets}
+        # Every dataset this method covered (the table above uses only the datasets all methods covered).
+        own = sorted(cover[m])
+        entry["all_covered"] = {"n_datasets": len(own), "mean_regret": {
+            label: {"mean": float(per_ds.loc[m][t].reindex(own).mean()),
+                    "ci95": list(dataset_ci(per_ds.loc[m][t].reindex(own).to_numpy()))} for label, t in report.items()}}
+        entry["per_dataset"] = {d: {label: float(per_ds.loc[m][t][d]) for label, t in report.items()} for d in own}
         doc["methods"][m] = entry
     doc["settings"] = settings()
     doc["provenance"] = {"script": "benchmarks/peers_replay.py", "metadataset": Path(args.metadataset).name,
@@ -244,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--max-minutes", type=float, default=0.0)
     p.add_argument("--aggregate-only", action="store_true")
+    p.add_argument("--only-folds", default=None, help="run only the datasets of these folds (e.g. 0,1): to split "
+                                                      "the jobs over processes")
     args = p.parse_args(argv)
 
     from quicktune.cli._common import parse_duration
@@ -252,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.only_folds = None if args.only_folds is None else {int(f) for f in args.only_folds.split(",")}
     args.budget_s = parse_duration(args.budget)
     runs, features = load_rows(Path(args.metadataset))
     table = CurveTable(runs, features)
