@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from quicktune.benchmark.heldout import DEFINITION, summarize_heldout
+
 REPORT_TIMES: dict[str, float] = {"1h": 3600.0, "4h": 4 * 3600.0, "16h": 16 * 3600.0}
 LONG_COLUMNS = ["method", "dataset", "fold", "seed", "time_s", "regret"]
 ALL = "ALL"  # the `dataset` value of rows averaged over datasets
@@ -59,6 +61,7 @@ class BenchmarkResult:
     datasets: list[str]
     seeds: list[int]
     report_at: list[float] | None = None  # custom report times (seconds); None: 1h/4h/16h
+    workers_simulated: int = 1  # asynchronous workers of each job's simulated clock
 
     @property
     def report(self) -> dict[str, float]:
@@ -118,6 +121,7 @@ def summarize(result: BenchmarkResult, n_boot: int = 1000) -> tuple[pd.DataFrame
         "report_times_s": rt,
         "datasets": result.datasets,
         "seeds": result.seeds,
+        "workers_simulated": result.workers_simulated,
         "regret": "(best_in_dataset - incumbent) / (best_in_dataset - worst_in_dataset); 1 before any observation",
         "ci": "95% stratified bootstrap over seeds within each dataset (1000 resamples)",
         "methods": {},
@@ -137,4 +141,8 @@ def summarize(result: BenchmarkResult, n_boot: int = 1000) -> tuple[pd.DataFrame
             else:
                 entry["per_dataset"].setdefault(r.dataset, {})[r.time] = cell
         doc["methods"][m] = entry
+    held = summarize_heldout(result.runs)
+    if held:
+        doc["heldout_epoch"] = {"definition": DEFINITION, "at": "the budget",
+                                "ci": "95% percentile bootstrap over datasets", "methods": held}
     return agg, doc

@@ -58,8 +58,10 @@ class _Dashboard:
                                       f"({last.seconds:.1f}s)")
         cur = s.current
         if cur is not None:
+            others = len(s.optimizer.pending) - 1
             grid.add_row("training", f"{cur['model']}  ELR {cur['elr']:.3g} epoch {cur['epoch']} "
-                                     f"({time.perf_counter() - cur['started']:.0f}s, predicted {cur['predicted_seconds']:.0f}s)")
+                                     f"({time.perf_counter() - cur['started']:.0f}s, predicted {cur['predicted_seconds']:.0f}s)"
+                                     + (f" and {others} more run{'s' if others > 1 else ''}" if others > 0 else ""))
         return grid
 
 
@@ -107,14 +109,31 @@ def _runs_table(report: dict, top: int):
 
     runs = [r for r in report["runs"] if best_of(r) == best_of(r)]
     runs.sort(key=lambda r: -best_of(r))
-    table = Table(title=f"best runs ({len(report['runs'])} trained)", show_edge=False, title_justify="left")
+    table = Table(title=f"best runs ({len(report['runs'])} trained)", show_edge=False, title_justify="left",
+                  caption="val acc: selected on (biased upwards); test acc: the chosen model on the held-out test "
+                  "split (unbiased)", caption_justify="left")
     table.add_column("model", no_wrap=True, min_width=12)
-    for name in ("ELR", "lr", "mom.", "wd", "best acc", "epochs", "seconds"):
+    for name in ("ELR", "lr", "mom.", "wd", "best val acc", "epochs", "seconds", "test acc [95% CI]"):
         table.add_column(name, justify="right", no_wrap=True)
+    test, chosen = report.get("test"), report.get("chosen") or {}
     for r in runs[:top]:
+        is_chosen = r["config_id"] == chosen.get("config_id")
+        cell = f"{test['accuracy']:.4f} [{test['ci95'][0]:.3f}, {test['ci95'][1]:.3f}]" if is_chosen and test else "-"
         table.add_row(r["model"], f"{r['elr']:.3g}", f"{r['lr']:.3g}", f"{r['momentum']:g}", f"{r['weight_decay']:.2g}",
-                      f"{best_of(r):.4f}", f"{r['epochs']}/{report['max_epochs']}", f"{r['seconds']:.1f}")
+                      f"{best_of(r):.4f}", f"{r['epochs']}/{report['max_epochs']}", f"{r['seconds']:.1f}", cell)
     return table
+
+
+def _test_line(report: dict) -> str:
+    """The unbiased estimate, or why there is none."""
+    test, chosen = report.get("test"), report["chosen"]
+    if not test:
+        return (f"test accuracy: none ({report.get('test_split') or 'no test split'}); the validation accuracy above "
+                f"is the one the search selected on, so it is biased upwards")
+    lo, hi = test["ci95"]
+    return (f"[bold]test accuracy[/] (unbiased estimate: {test['n']} test images the search never saw, "
+            f"{report['test_split']}): [bold green]{test['accuracy']:.4f}[/] [95% CI {lo:.4f}, {hi:.4f}] for the "
+            f"model of epoch {chosen['epoch']} ({chosen['which']})")
 
 
 def suggest_cmd(
@@ -140,15 +159,36 @@ def suggest_cmd(
     workdir: Annotated[Optional[Path], typer.Option(
         "--workdir", help="Checkpoints, session and report of a timed search (default: ./.quicktune/<data name>).")] = None,
     save_model: Annotated[Optional[Path], typer.Option(
-        "--save-model", help="After a timed search, save the best fine-tuned model here as a hub checkpoint.")] = None,
+        "--save-model", help="After a timed search, save the chosen fine-tuned model here as a hub checkpoint.")] = None,
+    save: Annotated[str, typer.Option(
+        "--save", help="Which weights of the chosen run --save-model saves (and the test accuracy is measured on): "
+        "best (the epoch the report calls best) or last (its last trained epoch).")] = "best",
+    stop_when: Annotated[Optional[str], typer.Option(
+        "--stop-when", help="Stop a timed search early: acc>=X (target validation accuracy), ei<T:K (max expected "
+        "improvement below T for K steps), patience=K (no improvement for K epochs), comma-separated, or none. "
+        "Default: patience=40 (chosen on the replay benchmark); validation accuracy 1.0 always stops.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the candidate design, the runs and the optimizer.")] = 0,
     candidates: Annotated[int, typer.Option(
         "--candidates", help="Hyperparameter configs (ELR, weight decay, momentum) per model, a Sobol design.")] = 32,
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", help="Training batch size (default: the surrogate's meta-training setting, else 32).")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", help="Torch threads (default: torch's choice).")] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", help="Torch threads (per worker with --workers; default: torch's choice, or the cores split "
+        "among the workers).")] = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", help="Fine-tuning runs at once: one per GPU (CUDA_VISIBLE_DEVICES), or N CPU processes with "
+        "the threads split among them.")] = 1,
+    executor: Annotated[str, typer.Option(
+        "--executor", help="local (processes on this machine) or ray (Ray actors; the work dir must be on a "
+        "filesystem every node reaches).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(
+        "--ray-address", help="The Ray cluster to join (default: $RAY_ADDRESS, else a local Ray for this search).")] = None,
     skip_unreadable: Annotated[bool, typer.Option(
         "--skip-unreadable", help="Skip unreadable images (listed) instead of stopping.")] = False,
+    zoo: Annotated[Optional[str], typer.Option(
+        "--zoo", help="'quicktune': the Quick-Tune meta-dataset's 24 timm models x its recorded hyperparameter space "
+        "(zero-shot needs no weights and no network); 'local': the models whose weights are in --weights-dir. "
+        "Default: local when --weights-dir, $QUICKTUNE_WEIGHTS or --surrogate is given, else quicktune.")] = None,
 ) -> None:
     """Rank pretrained models x hyperparameters for your data (--budget 0), or search by really
     fine-tuning within a time budget, continuing runs epoch by epoch (freeze-thaw).
@@ -173,15 +213,37 @@ def suggest_cmd(
     except ValueError as e:
         fail(f"--budget: {e}")
     for name, value, low in (("--top", top, 1), ("--candidates", candidates, 1), ("--epochs", epochs, 1),
-                             ("--batch-size", batch_size, 2), ("--threads", threads, 1)):
+                             ("--batch-size", batch_size, 2), ("--threads", threads, 1), ("--workers", workers, 1)):
         if value is not None and value < low:
             fail(f"`{name} >= {low}` must hold, but got {value}")
+    if executor not in ("local", "ray"):
+        fail(f"--executor must be 'local' or 'ray', but got {executor!r}")
+    if ray_address is not None and executor != "ray":
+        fail(f"--ray-address is only used with --executor ray, but got --executor {executor}")
     if max_image_size is not None and not 4 <= max_image_size <= 4096:
         fail(f"`4 <= --max-image-size <= 4096` must hold, but got {max_image_size}")
+    if save not in ("best", "last"):
+        fail(f"--save takes best or last, but got {save!r}")
+    from quicktune.stopping import StopRule, StopRuleError
+
+    try:
+        stop_rule = StopRule.parse(stop_when)
+    except StopRuleError as e:
+        fail(str(e))
     if save_model is not None and budget_s == 0:
         fail("--save-model needs a timed search (a --budget above 0): a zero-shot ranking trains no model")
     if save_model is not None and save_model.exists() and not save_model.is_dir():
         fail(f"--save-model {save_model}: exists and is not a directory")
+    from quicktune.cli import suggest_zoo
+
+    chosen_zoo = suggest_zoo.choose_zoo(zoo, weights_dir, surrogate)
+    if chosen_zoo == "quicktune" and budget_s == 0:
+        suggest_zoo.zero_shot_zoo(data=data, surrogate=surrogate, models=models, candidates=candidates, seed=seed,
+                                  epochs=epochs, top=top, as_json=as_json, clock=clock)
+        return
+    if chosen_zoo == "quicktune":
+        fail("--zoo quicktune --budget > 0 (a timed search fine-tuning timm models) is not available yet; "
+             "use --budget 0 for the zero-shot ranking")
     err = Console(stderr=True)
     out = Console()
     if threads:
@@ -212,8 +274,8 @@ def suggest_cmd(
     if far:
         shown = ", ".join(f"{n}{f' ({m})' if m else ''} z={v:+.1f}" for m, n, v in far[:4])
         err.print(f"[yellow]note:[/] this data lies outside what the surrogate was meta-trained on ({shown}); "
-                  f"its predicted accuracies there are extrapolations (clipped to [0, 1]) - a timed search "
-                  f"checks them", highlight=False)
+                  f"the surrogate treats it as at the edge of its meta-dataset (features clipped to 3 SD) - a "
+                  f"timed search checks its predictions", highlight=False)
     configs = qs.make_candidates(model_names, candidates, seed)
     surrogate_path = str(surrogate) if surrogate is not None else str(qs.DEFAULT_SURROGATE_PATH)
 
@@ -240,7 +302,8 @@ def suggest_cmd(
 
     try:
         search = qs.Search(sur, configs, target, feats, budget_seconds=budget_s, max_epochs=horizon, workdir=wd,
-                           seed=seed, batch_size=batch_size or settings["batch_size"], threads=threads, clock_start=clock)
+                           seed=seed, batch_size=batch_size or settings["batch_size"], threads=threads, clock_start=clock,
+                           stop_rule=stop_rule)
         with err.status("reading the work dir ..."):
             resumed = search.resume()
     except (qs.SuggestError, DataError, HubError) as e:
@@ -252,6 +315,22 @@ def suggest_cmd(
     if resumed:
         err.print(f"resuming {wd}: {resumed} epochs already trained, {_clock(search.elapsed_before)} of "
                   f"{_clock(budget_s)} used before", highlight=False, soft_wrap=True)
+    run = search.run
+    if workers > 1 or executor == "ray":
+        from quicktune.pool import PoolError, make_pool, split_threads
+        from quicktune.suggest.parallel import run_parallel
+
+        per_worker = threads or split_threads(workers)
+        try:
+            with err.status(f"starting {workers} {executor} worker{'s' if workers > 1 else ''} ..."):
+                pool = make_pool(executor, search.objective_factory(per_worker), workers, per_worker, gpus=None,
+                                 address=ray_address)
+        except (PoolError, ValueError) as e:
+            fail(f"--workers {workers} --executor {executor}: {e}")
+
+        def run() -> str:
+            return run_parallel(search, pool)
+
     interrupted = False
     live = Live(_Dashboard(search), console=err, refresh_per_second=2, transient=False)
     # A plain `kill` (SIGTERM) stops like Ctrl-C: the session is saved with the time spent and the
@@ -259,21 +338,26 @@ def suggest_cmd(
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         with live:
-            search.run()
+            run()
     except KeyboardInterrupt:
         interrupted = True
+    except qs.SuggestError as e:  # a run failed in a worker: the session is saved, a rerun restarts it
+        fail(str(e), code=1)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    report = search.report(surrogate_path)
+    with err.status("measuring the chosen model on the test split ..."):
+        report = search.report(surrogate_path, which=save)
     from quicktune import report as qr
 
-    json_path, png_path = qr.write(report, wd)
     saved = None
     if save_model is not None and report["best"] is not None and not interrupted:
-        name, pth = search.save_best_model(save_model)
-        saved = {"name": name, "weights_dir": str(save_model), "path": str(pth)}
+        name, pth = search.save_best_model(save_model, which=save)
+        saved = {"name": name, "weights_dir": str(save_model), "path": str(pth), "which": save,
+                 "epoch": report["chosen"]["epoch"], "val_accuracy": report["chosen"]["val_accuracy"]}
+    report["saved_model"] = saved
+    json_path, png_path = qr.write(report, wd)
     if as_json:
-        print(qr.to_json({**report, "report_json": str(json_path), "report_png": str(png_path), "saved_model": saved}))
+        print(qr.to_json({**report, "report_json": str(json_path), "report_png": str(png_path)}))
     else:
         best = report["best"]
         if best is None:
@@ -283,15 +367,15 @@ def suggest_cmd(
             out.print(
                 f"[bold]best config[/]: {best['model']}  ELR {best['elr']:.4g}, lr = ELR * (1 - momentum) = "
                 f"{best['lr']:.4g}, momentum {best['momentum']:g}, weight decay {best['weight_decay']:.3g}: "
-                f"accuracy {best['accuracy']:.4f} at epoch {best['epoch']} of {best['max_epochs']} "
-                f"({best['epochs']} trained, {best['seconds']:.0f}s)", highlight=False)
+                f"validation accuracy {best['accuracy']:.4f} at epoch {best['epoch']} of {best['max_epochs']} "
+                f"({best['epochs']} trained, {best['seconds']:.0f}s; selected on validation)", highlight=False)
+            out.print(_test_line(report), highlight=False, soft_wrap=True)
         out.print(f"stopped: {search.stop_reason}; {report['steps']} steps, {report['epochs_trained']} epochs, "
                   f"{_clock(report['elapsed_seconds'])} of {_clock(budget_s)} used", highlight=False)
         out.print(f"report: {json_path}  {png_path}", highlight=False, soft_wrap=True)
         if saved:
-            b = report["best"]
-            out.print(f"saved the best run's model (as of its epoch {b['epochs']}: accuracy {b['final_accuracy']:.4f}) "
-                      f"as {saved['name']!r} in {save_model} "
+            out.print(f"saved the model of epoch {saved['epoch']} ({save}; validation accuracy "
+                      f"{saved['val_accuracy']:.4f}) as {saved['name']!r} in {save_model} "
                       f"(quicktune.hub.create_model({saved['name']!r}, weights_dir={str(save_model)!r}))",
                       highlight=False, soft_wrap=True)
     if interrupted:
