@@ -28,7 +28,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -379,6 +379,18 @@ def _info_cached(name: str, wd_key: str) -> ModelInfo:
 def model_info(name: str, weights_dir: str | os.PathLike | None = None) -> ModelInfo:
     """Descriptors of `name` (no weights needed for registered and timm models)."""
     return _info_cached(name, str(_wdir(weights_dir).resolve()))
+
+
+def model_descriptors(models: Iterable[str], weights_dir: str | os.PathLike | None = None) -> dict[str, dict[str, float]]:
+    """{model: descriptors} for the models the hub can describe without downloading anything;
+    models it does not know (e.g. those of an imported meta-dataset) are left out."""
+    out: dict[str, dict[str, float]] = {}
+    for m in models:
+        try:
+            out[m] = model_info(m, weights_dir).descriptors()
+        except Exception:  # unknown name, or a timm model that would need the network
+            continue
+    return out
 
 
 def converted_cache_dir(weights_dir: str | os.PathLike | None = None) -> Path:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from quicktune.data import TaskData, TaskSpec, load_task
+from quicktune.design import training_size
 from quicktune.finetune import DEFAULT_BATCH_SIZE, EpochResult, Finetuner, run_identity
 from quicktune.metadataset.storage import MetaDatasetStore
 from quicktune.protocol import Objective, Observation, Trial
@@ -98,9 +99,7 @@ class FinetuneObjective(Objective):
         if size is None:
             from quicktune.hub import model_info
 
-            size = model_info(model, self.weights_dir).input_size
-            if self.max_image_size is not None:
-                size = min(size, int(self.max_image_size))
+            size = training_size(model_info(model, self.weights_dir).input_size, self.max_image_size)
         if size not in self._loaded:
             self._loaded[size] = load_task(self._spec, size, skip_unreadable=self.skip_unreadable)
         return self._loaded[size]

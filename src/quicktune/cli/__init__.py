@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import typer
 
-from quicktune.cli import benchmark_cmd, collect_cmd, hub_cmd, metadataset_cmd, metatrain_cmd, suggest_cmd
+from quicktune.cli import (
+    benchmark_cmd,
+    collect_cmd,
+    hub_cmd,
+    metadataset_cmd,
+    metatrain_cmd,
+    suggest_cmd,
+)
 
 app = typer.Typer(
     name="quicktune",

@@ -69,7 +69,14 @@ def benchmark(
         fail(f"--out {out}: exists and is not a directory")
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.table import Table
 
     from quicktune.benchmark.experiment import run_benchmark, summarize, write_outputs

@@ -67,8 +67,14 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _features(console: Any, target: Any, models: list[str]) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _features(console: Any, target: Any, models: list[str], settings: Any) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from quicktune.suggest import task_features
 
@@ -79,7 +85,7 @@ def _features(console: Any, target: Any, models: list[str]) -> Any:
         def on_model(model: str, i: int, n: int) -> None:
             progress.update(bar, completed=i, model=model)
 
-        return task_features(target, models, on_model=on_model)
+        return task_features(target, models, settings=settings, on_model=on_model)
 
 
 def _ranking_table(preds: list[Any], top: int, title: str):
@@ -193,11 +199,11 @@ def suggest_cmd(
         model_names = qs.resolve_models(models.split(",") if models is not None else None, weights_dir)
         sur = qs.load_surrogate(surrogate)
         settings = qs.finetune_settings(sur)
-        cap = max_image_size if max_image_size is not None else settings["max_image_size"]
+        cap = max_image_size if max_image_size is not None else settings.max_image_size
         horizon = int(epochs or sur.max_epochs)
         with err.status("checking the data folder ..."):
             target = qs.open_target(data, model_names, weights_dir, cap, skip_unreadable)
-        feats = _features(err, target, model_names)
+        feats = _features(err, target, model_names, qs.feature_settings(sur))
     except (qs.SuggestError, DataError, HubError) as e:
         fail(str(e))
     except OSError as e:
@@ -240,7 +246,7 @@ def suggest_cmd(
 
     try:
         search = qs.Search(sur, configs, target, feats, budget_seconds=budget_s, max_epochs=horizon, workdir=wd,
-                           seed=seed, batch_size=batch_size or settings["batch_size"], threads=threads, clock_start=clock)
+                           seed=seed, batch_size=batch_size or settings.batch_size, threads=threads, clock_start=clock)
         with err.status("reading the work dir ..."):
             resumed = search.resume()
     except (qs.SuggestError, DataError, HubError) as e:

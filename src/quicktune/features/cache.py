@@ -13,6 +13,7 @@ from quicktune.features.extraction import (
     extract,
     transfer_features,
 )
+from quicktune.metadataset.schema import FeatureSettings
 
 
 def default_cache_dir() -> Any:
@@ -78,6 +79,7 @@ def domain_features(
     normalize: Literal["l2", "none"] = "l2",
     pretrained: bool = True,
     refresh: bool = False,
+    settings: FeatureSettings | None = None,
 ) -> dict[str, float]:
     """Transferability features of hub model `model_name` for the target dataset `data`.
 
@@ -95,6 +97,8 @@ def domain_features(
     Results are cached as JSON under `cache_dir` (default `default_cache_dir()`) per (model,
     weights file, dataset fingerprint, options); a repeated call returns the cached dict without
     loading the model. `refresh=True` recomputes.
+    `settings` (a `FeatureSettings`), when given, sets the sample size and seed (and must not be
+    combined with other `n_samples` / `seed` values): the way `collect` and `suggest` call it.
     """
     import hashlib
     import json
@@ -103,6 +107,10 @@ def domain_features(
     import time
     from pathlib import Path
 
+    if settings is not None:
+        if (n_samples, seed) not in ((500, 0), (settings.n_samples, settings.seed)):
+            raise ValueError(f"give either settings={settings} or n_samples/seed, but got n_samples={n_samples}, seed={seed} too")
+        n_samples, seed = settings.n_samples, settings.seed
     options = {
         "version": FEATURES_VERSION,
         "model": model_name,

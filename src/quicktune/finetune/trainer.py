@@ -29,6 +29,7 @@ from quicktune.finetune.records import (
     epoch_rows,
     run_identity,
 )
+from quicktune.metadataset.schema import RunSetting
 from quicktune.space import ADAPTIVE_OPTIMIZERS, Config
 
 log = logging.getLogger(__name__)
@@ -133,15 +134,15 @@ class Finetuner:
     def curve(self) -> list[float]:
         return [r.val_acc for r in self.results]
 
-    def settings(self) -> dict[str, Any]:
+    def setting(self) -> RunSetting:
         """What the row's `versions` JSON records about how the run was trained."""
-        return {"image_size": int(self.data.size), "batch_size": self.batch_size, "pretrained": self.pretrained}
+        return RunSetting(image_size=int(self.data.size), batch_size=self.batch_size, pretrained=self.pretrained)
 
     def rows(self, results: Iterable[EpochResult] | None = None, source: str = "collect") -> list[dict[str, Any]]:
         """RUN_SCHEMA rows of `results` (default: every epoch so far)."""
         return epoch_rows(
             self.results if results is None else results, dataset=self.dataset, config=self.config, seed=self.seed,
-            max_epochs=self.max_epochs, key=self.run_key, source=source, settings=self.settings(),
+            max_epochs=self.max_epochs, key=self.run_key, source=source, setting=self.setting(),
         )
 
     def _load_checkpoint(self) -> None:

@@ -26,7 +26,6 @@ training mean).
 
 from quicktune.suggest.candidates import (  # noqa: F401
     DEFAULT_CANDIDATES,
-    _round,
     candidate_hyperparameters,
     candidates_fingerprint,
     make_candidates,
@@ -37,6 +36,7 @@ from quicktune.suggest.errors import (  # noqa: F401
 from quicktune.suggest.loading import (  # noqa: F401
     DEFAULT_SURROGATE_PATH,
     FALLBACK_BATCH_SIZE,
+    feature_settings,
     finetune_settings,
     load_surrogate,
     resolve_models,
@@ -77,6 +77,7 @@ __all__ = [
     "TaskFeatures",
     "candidate_hyperparameters",
     "default_workdir",
+    "feature_settings",
     "finetune_settings",
     "load_surrogate",
     "make_candidates",

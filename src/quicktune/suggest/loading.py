@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from quicktune.metadataset.schema import FeatureSettings, FinetuneSetting
 from quicktune.suggest.errors import SuggestError
 
 DEFAULT_SURROGATE_PATH = Path(__file__).resolve().parents[1] / "assets" / "surrogate_v1.pt"
@@ -41,17 +42,21 @@ def load_surrogate(path: str | os.PathLike[str] | None = None):
         raise SuggestError(msg) from None
 
 
-def finetune_settings(surrogate: Any) -> dict[str, Any]:
-    """How the runs the surrogate learned from were trained: {"batch_size", "max_image_size"}.
+def finetune_settings(surrogate: Any) -> FinetuneSetting:
+    """How the runs the surrogate learned from were trained (batch size, largest image size).
 
     Read from `surrogate.info["finetune"]` when meta-training recorded it, else the v1 campaign's
-    setting (batch 32; no resolution cap is assumed, so a GPU user trains at full resolution).
+    batch size (no resolution cap is assumed, so a GPU user trains at full resolution).
     """
-    info = dict(getattr(surrogate, "info", {}) or {}).get("finetune") or {}
-    return {
-        "batch_size": int(info.get("batch_size", FALLBACK_BATCH_SIZE)),
-        "max_image_size": (int(info["max_image_size"]) if info.get("max_image_size") else None),
-    }
+    info = dict(getattr(surrogate, "info", {}) or {})
+    setting = FinetuneSetting.from_dict(info.get("finetune"))
+    return FinetuneSetting(setting.batch_size or FALLBACK_BATCH_SIZE, setting.max_image_size)
+
+
+def feature_settings(surrogate: Any) -> FeatureSettings:
+    """How the domain features the surrogate learned from were computed (`surrogate.info["features"]`,
+    recorded by meta-training; surrogates from before that record the v1 campaign's defaults)."""
+    return FeatureSettings.from_dict(dict(getattr(surrogate, "info", {}) or {}).get("features"))
 
 
 # ------------------------------------------------------------------------------------------------
