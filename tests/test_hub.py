@@ -178,16 +178,15 @@ def test_default_weights_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("QUICKTUNE_WEIGHTS", str(tmp_path))
     assert hub.default_weights_dir() == tmp_path
     monkeypatch.delenv("QUICKTUNE_WEIGHTS")
+    monkeypatch.delenv("QUICKTUNE_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     assert hub.default_weights_dir().parts[-3:] == (".cache", "quicktune", "weights")
 
 
-def test_converted_cache_falls_back_when_the_weights_dir_is_read_only(monkeypatch, tmp_path):
+def test_converted_cache_is_the_user_cache_whatever_the_weights_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("QUICKTUNE_CONVERTED_CACHE", raising=False)
-    assert hub.converted_cache_dir(tmp_path) == tmp_path / ".converted"
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    monkeypatch.setattr(os, "access", lambda p, mode: False)
-    assert hub.converted_cache_dir(ro) == hub.Path.home() / ".cache" / "quicktune" / "converted"
+    monkeypatch.setenv("QUICKTUNE_CACHE", str(tmp_path / "cache"))
+    assert hub.converted_cache_dir(tmp_path) == hub.converted_cache_dir(tmp_path / "ro") == tmp_path / "cache" / "converted"
 
 
 def test_labels(tmp_path):

@@ -25,6 +25,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+@app.callback()
+def _setup() -> None:
+    from quicktune.cli._common import warnings_as_notes
+
+    warnings_as_notes()
+
+
 for _module in (suggest_cmd, collect_cmd, metatrain_cmd, benchmark_cmd, metadataset_cmd, hub_cmd):
     _module.register(app)
 

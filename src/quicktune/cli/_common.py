@@ -29,6 +29,32 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     raise typer.Exit(code)
 
 
+def note(message: str) -> None:
+    """Print `note: message` on one line to stderr (something the user should know, not an error)."""
+    from rich.markup import escape
+
+    console.print(f"[yellow]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def warnings_as_notes() -> None:
+    """Show quicktune's notices (`quicktune.notice.Notice`, e.g. images skipped with
+    --skip-unreadable) as one `note:` line each instead of Python's `file:line: UserWarning:` form;
+    every other warning keeps the default form."""
+    import warnings
+
+    from quicktune.notice import Notice
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if issubclass(category, Notice):
+            note(str(message).splitlines()[0] if str(message) else "(empty notice)")
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 

@@ -59,15 +59,23 @@ def info_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from quicktune.metadataset import StoreError, load_rows, summarize
+    from quicktune.cli._common import note
+    from quicktune.metadataset import MetaDatasetStore, StoreError, load_rows, summarize
+    from quicktune.metadataset.loading import is_store_dir
 
     try:
         runs, features = load_rows(path)
+        # The manifest vouches for the compacted content: a snapshot changed since is an error.
+        store = MetaDatasetStore(path, create=False) if is_store_dir(path) else None
+        notes = store.verify_manifest() if store is not None else []
     except StoreError as e:
         fail(str(e))
+    for n in notes:
+        note(n)
     s = summarize(runs, features)
+    verified = store is not None and store.manifest() is not None and not any("not verified" in n for n in notes)
     if as_json:
-        typer.echo(json.dumps({"path": str(path), **s}, indent=2))
+        typer.echo(json.dumps({"path": str(path), **s, "manifest_verified": verified}, indent=2))
         return
     console = Console()
     console.print(
@@ -89,6 +97,8 @@ def info_cmd(
             f"{f['n_samples']:.0f}" if "n_samples" in f else "-", f"{f['n_classes']:.0f}" if "n_classes" in f else "-",
         )
     console.print(table)
+    if verified:
+        console.print("manifest.json: content hash verified", highlight=False)
 
 
 @metadataset_app.command("compact")

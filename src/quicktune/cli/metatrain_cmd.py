@@ -48,6 +48,13 @@ def metatrain(
     torch.set_num_threads(threads)
     console = Console()
     table, runs = load_metadataset(metadataset, console)
+    horizons = runs.groupby("max_epochs")["run_key"].nunique()
+    if len(horizons) > 1:
+        # The surrogate's budget feature is epoch / horizon and its curve input has one length:
+        # runs with different horizons would be read as the same budget at different epochs.
+        counts = ", ".join(f"{int(h)} epochs ({int(n)} runs)" for h, n in horizons.items())
+        fail(f"--metadataset {metadataset}: meta-training needs one epoch horizon, but the runs mix {counts}; "
+             "collect with one --epochs value or use a store per horizon")
     unknown = [d for d in held if d not in table.datasets]
     if unknown:
         fail(f"--holdout: unknown dataset(s) {', '.join(unknown)}; known: {', '.join(table.datasets)}")

@@ -92,6 +92,11 @@ def _validate_runs(df: pd.DataFrame) -> None:
             raise StoreError(f"`{col}` must be set on every row, but some rows have none")
     if "epoch" in df and (pd.to_numeric(df["epoch"], errors="coerce") < 1).any():
         raise StoreError(f"`epoch >= 1` must hold, but got min epoch {df['epoch'].min()}")
+    if "max_epochs" in df and "epoch" in df:
+        over = df[pd.to_numeric(df["epoch"], errors="coerce") > pd.to_numeric(df["max_epochs"], errors="coerce")]
+        if len(over):
+            raise StoreError(f"`epoch <= max_epochs` must hold, but got epoch={over['epoch'].iat[0]} "
+                             f"with max_epochs={over['max_epochs'].iat[0]}")
     if "val_acc" in df:
         acc = pd.to_numeric(df["val_acc"], errors="coerce")
         bad_acc = acc[(acc < 0) | (acc > 1)]
@@ -102,6 +107,56 @@ def _validate_runs(df: pd.DataFrame) -> None:
         bad_sec = sec[sec < 0]
         if len(bad_sec):
             raise StoreError(f"`seconds >= 0` must hold, but got seconds={float(bad_sec.iat[0])!r}")
+
+
+def _validate_features(df: pd.DataFrame) -> None:
+    for col in ("dataset", "name"):
+        if (df[col].isna() | (df[col].astype(str) == "")).any():
+            raise StoreError(f"`{col}` must be a non-empty string on every row, but some rows have none")
+    if df["model"].isna().any():
+        raise StoreError("`model` must be a string on every row ('' for dataset-level features), but some rows have none")
+
+
+_VALIDATE = {"runs": _validate_runs, "features": _validate_features}
+
+
+def _read_part(p: Path, kind: str) -> pd.DataFrame:
+    """The rows of one part file, checked against the schema and the row rules.
+
+    A file that is not one of ours (another schema, wrong types, out-of-range values) raises a
+    one-line StoreError naming it: reads never guess, and `compact` never folds such a file into
+    a snapshot (it would then delete the evidence). FileNotFoundError passes through (a
+    concurrent compaction folded the part into its snapshot).
+    """
+    schema, _ = _KINDS[kind]
+    try:
+        f = pq.ParquetFile(p)
+        have = f.schema_arrow
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowInvalid, OSError) as e:
+        # Parts are written atomically, so this is outside damage: say which file.
+        raise StoreError(f"{p}: unreadable part file ({str(e).splitlines()[0]})") from None
+    missing = [n for n in schema.names if n not in have.names]
+    extra = sorted(set(have.names) - set(schema.names))
+    if missing or extra:
+        names = missing or extra
+        shown = ", ".join(names[:4]) + (f", ... ({len(names)} in all)" if len(names) > 4 else "")
+        what = f"missing columns {shown}" if missing else f"unknown columns {shown}"
+        raise StoreError(f"{p}: not a {kind} part of a quicktune store ({what}); move it out of {p.parent}")
+    try:
+        table = f.read(columns=schema.names).cast(schema)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError) as e:
+        raise StoreError(f"{p}: columns do not fit the {kind} schema ({str(e).splitlines()[0]}); "
+                         f"move it out of {p.parent}") from None
+    df = table.to_pandas()
+    try:
+        _VALIDATE[kind](df)
+    except StoreError as e:
+        raise StoreError(f"{p}: {e}; move it out of {p.parent}") from None
+    return df
 
 
 class MetaDatasetStore:
@@ -180,18 +235,16 @@ class MetaDatasetStore:
     def _read(self, kind: str, files: list[Path] | None = None) -> pd.DataFrame:
         schema, key = _KINDS[kind]
         files = self._files(kind) if files is None else files
-        tables = []
+        frames = []
         for p in files:
             try:
-                tables.append(pq.read_table(p, schema=schema))
+                frames.append(_read_part(p, kind))
             except FileNotFoundError:
                 continue  # folded into a snapshot by a concurrent compaction; the snapshot is read below
-            except (pa.ArrowInvalid, OSError) as e:
-                # Parts are written atomically, so this is outside damage: say which file.
-                raise StoreError(f"{p}: unreadable part file ({str(e).splitlines()[0]})") from None
-        if not tables:
+        frames = [f for f in frames if len(f)]
+        if not frames:
             return schema.empty_table().to_pandas()
-        df = pa.concat_tables(tables).to_pandas()
+        df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         df = df.sort_values("written_at", kind="stable").drop_duplicates(key, keep="last")
         return df.sort_values(key, kind="stable").reset_index(drop=True)
 
@@ -234,17 +287,21 @@ class MetaDatasetStore:
         with the compaction survive (as parts next to the snapshot). The manifest describes what
         the store holds once the compaction is done. Returns the manifest.
         """
-        for kind, (schema, _key) in _KINDS.items():
+        snapshots: dict[str, tuple[str, str]] = {}  # kind -> (snapshot file, its content hash)
+        for kind, (schema, key) in _KINDS.items():
             directory = self.root / kind
             files = self._files(kind)
             if files and not (len(files) == 1 and files[0].name.startswith("snapshot-")):
-                df = self._read(kind, files)
+                df = self._read(kind, files)  # StoreError on a foreign or bad part: nothing is deleted
                 table = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
                 dest = directory / f"snapshot-{time.time_ns()}-{uuid.uuid4().hex[:12]}.parquet"
                 _atomic_write_table(table, dest)
                 for p in files:
                     p.unlink(missing_ok=True)
                 fsync_dir(directory)
+                snapshots[kind] = (dest.name, content_hash(df, key))
+            elif files:
+                snapshots[kind] = (files[0].name, content_hash(self._read(kind, files), key))
             for stale in directory.glob(f"{TMP_PREFIX}*") if directory.is_dir() else ():
                 try:
                     if time.time() - stale.stat().st_mtime > 3600:  # an hour-old temp is a crashed writer's
@@ -255,6 +312,8 @@ class MetaDatasetStore:
         for kind, (_schema, key) in _KINDS.items():
             df = self._read_consistent(kind)
             manifest[kind] = {"rows": int(len(df)), "content_hash": content_hash(df, key)}
+            if kind in snapshots:
+                manifest[kind].update(snapshot=snapshots[kind][0], snapshot_hash=snapshots[kind][1])
             if kind == "runs":
                 manifest[kind].update(
                     datasets=sorted(df["dataset"].unique().tolist()),
@@ -265,6 +324,56 @@ class MetaDatasetStore:
         with atomic_write(self.root / MANIFEST, "w", sync_dir=True) as f:
             f.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         return manifest
+
+    def verify_manifest(self) -> list[str]:
+        """Check the store against manifest.json; returns notes (e.g. parts appended since the
+        compaction), raises StoreError when content the manifest vouches for has changed.
+
+        What is checked per kind: the snapshot the manifest names still hashes to the recorded
+        value (a manifest from before snapshot hashes were recorded: when the store holds only one
+        snapshot, the whole content must hash to the recorded content hash).
+        """
+        path = self.root / MANIFEST
+        if not path.exists():
+            return []
+        try:
+            manifest = json.loads(path.read_text())
+            if not isinstance(manifest, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as e:
+            raise StoreError(f"{path}: unreadable manifest ({str(e).splitlines()[0]}); rerun `quicktune metadataset "
+                             f"compact {self.root}` to rewrite it") from None
+        notes = []
+        for kind, (_schema, key) in _KINDS.items():
+            entry = manifest.get(kind)
+            if not isinstance(entry, dict):
+                continue
+            files = self._files(kind)
+            if "snapshot_hash" in entry:
+                snap = self.root / kind / str(entry.get("snapshot"))
+                if not snap.exists():
+                    if not any(p.name.startswith("snapshot-") for p in files):
+                        raise StoreError(f"{snap}: missing, but {path} records it ({entry.get('rows')} rows "
+                                         "at compaction); the store lost content")
+                    notes.append(f"{path}: names {kind}/{snap.name}, which a later compaction replaced; "
+                                 "not verified")
+                    continue
+                got, want = content_hash(self._read(kind, [snap]), key), entry["snapshot_hash"]
+                checked = snap
+                later = [p for p in files if p != snap]
+            elif not files and not entry.get("rows"):
+                continue  # nothing was compacted, nothing is there
+            elif len(files) == 1 and files[0].name.startswith("snapshot-"):
+                got, want, checked, later = content_hash(self._read(kind, files), key), entry.get("content_hash"), files[0], []
+            else:
+                notes.append(f"{path}: {kind} has changed since the manifest was written; not verified")
+                continue
+            if got != want:
+                raise StoreError(f"{checked}: content hash {got[:16]} differs from {want!s:.16} recorded in {path} "
+                                 "(the file was changed after compaction)")
+            if later:
+                notes.append(f"{kind}: {len(later)} part(s) appended since the last compaction")
+        return notes
 
     def manifest(self) -> dict[str, Any] | None:
         p = self.root / MANIFEST

@@ -301,8 +301,10 @@ class Surrogate:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such surrogate checkpoint")
+        from quicktune.safeload import SafeLoadError, load_tensors
+
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # a truncated or foreign file: say which and why, in one line
-            raise ValueError(f"{path}: not a readable surrogate checkpoint ({type(e).__name__}: {e})") from None
+            state = load_tensors(path)
+        except SafeLoadError as e:  # a truncated or foreign file: say which and why, in one line
+            raise ValueError(f"not a surrogate checkpoint: {e}") from None
         return cls.from_state_dict(state)
