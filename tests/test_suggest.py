@@ -134,7 +134,7 @@ def test_surrogate_files_missing_or_foreign_give_one_line_errors(tmp_path: Path,
     # The default checkpoint ships as package data; when absent, say so and how to get around it.
     assert qs.DEFAULT_SURROGATE_PATH.parent.name == "assets"
     monkeypatch.setattr(qs.loading, "DEFAULT_SURROGATE_PATH", tmp_path / "surrogate_v1.pt")
-    with pytest.raises(qs.SuggestError, match="default surrogate.*--surrogate"):
+    with pytest.raises(qs.SuggestError, match="default surrogate.*missing"):
         qs.load_surrogate(None)
 
 

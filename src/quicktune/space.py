@@ -255,15 +255,6 @@ class SearchSpace:
         configs = self.configs if configs is None else configs
         return torch.tensor([self._model_pos.get(c.model, -1) for c in configs], dtype=torch.long)
 
-    def index_of(self, config: Config) -> int:
-        """Position of `config` in the candidate list (ValueError if it is not a candidate)."""
-        if not hasattr(self, "_config_pos"):
-            self._config_pos = {c: i for i, c in enumerate(self.configs)}
-        try:
-            return self._config_pos[config]
-        except KeyError:
-            raise ValueError(f"config is not a candidate of this space: {config.describe()}") from None
-
     # -- persistence --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to encode new configs exactly as this space does (JSON-able)."""

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from quicktune.cli._common import fail, parse_duration
+from quicktune.durations import format_duration
 
 
 def register(app: typer.Typer) -> None:
@@ -21,10 +22,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _clock(seconds: float) -> str:
-    s = int(round(max(0.0, seconds)))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+    return format_duration(seconds, clock=True)
 
 
 class _Dashboard:
@@ -134,8 +132,9 @@ def suggest_cmd(
         "--models", help="Comma-separated hub models (default: every model whose weights are in the weights dir).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout (and nothing else there).")] = False,
     top: Annotated[int, typer.Option("--top", help="How many configs to list.")] = 10,
-    surrogate: Annotated[Optional[Path], typer.Option(
-        "--surrogate", help="A surrogate checkpoint from `quicktune metatrain` (default: the one shipped with quicktune).")] = None,
+    surrogate: Annotated[Optional[str], typer.Option(
+        "--surrogate", help="A shipped surrogate by name (v1) or a checkpoint from `quicktune metatrain` "
+        "(default: v1, shipped with quicktune).")] = None,
     weights_dir: Annotated[Optional[Path], typer.Option(
         "--weights-dir", help="Where the hub finds model weights (default: $QUICKTUNE_WEIGHTS).")] = None,
     max_image_size: Annotated[Optional[int], typer.Option(
@@ -197,7 +196,10 @@ def suggest_cmd(
 
     try:
         model_names = qs.resolve_models(models.split(",") if models is not None else None, weights_dir)
-        sur = qs.load_surrogate(surrogate)
+        try:
+            sur = qs.load_surrogate(surrogate)
+        except qs.SuggestError as e:
+            raise qs.SuggestError(f"--surrogate: {e}") from None
         settings = qs.finetune_settings(sur)
         cap = max_image_size if max_image_size is not None else settings.max_image_size
         horizon = int(epochs or sur.max_epochs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from quicktune.atomic import atomic_write
 from quicktune.features.estimators import DEFAULT_GAMMA, class_means
 from quicktune.features.extraction import (
     FEATURES_VERSION,
@@ -102,8 +103,6 @@ def domain_features(
     """
     import hashlib
     import json
-    import os
-    import tempfile
     import time
     from pathlib import Path
 
@@ -139,11 +138,9 @@ def domain_features(
     )
     record = {"options": options, "features": feats, "seconds": time.perf_counter() - t0}
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
+        # atomic: a concurrent reader sees no entry or the whole entry
+        with atomic_write(path, "w") as f:
             json.dump(record, f, indent=1)  # NaN is written as NaN, which json.loads reads back
-        os.replace(tmp, path)  # atomic: a concurrent reader sees no entry or the whole entry
     except OSError:
         pass  # an unwritable cache only costs a recomputation next time
     return feats

@@ -72,10 +72,6 @@ class TaskCurves:
     def total_seconds(self) -> float:
         return float(np.nansum(self.cost))
 
-    def features_for(self, config: Config) -> dict[str, float]:
-        """Dataset features plus the (model, dataset) features of `config.model`."""
-        return {**self.dataset_features, **self.pair_features.get(config.model, {})}
-
 
 class CurveTable:
     """All datasets of a meta-dataset as `TaskCurves` (built once from the long-format rows)."""
@@ -89,10 +85,6 @@ class CurveTable:
         self._features = features if features is not None else pd.DataFrame(columns=["dataset", "model", "name", "value"])
         self.datasets: list[str] = sorted(runs["dataset"].unique().tolist())
         self._tasks: dict[str, TaskCurves] = {}
-
-    @classmethod
-    def from_store(cls, store) -> CurveTable:  # store: MetaDatasetStore (not imported: keep this module pure)
-        return cls(store.read(), store.read_features())
 
     @property
     def models(self) -> list[str]:

@@ -33,6 +33,7 @@ import copy
 import math
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -112,6 +113,45 @@ class QuickTune(Optimizer):
         self._epoch_seconds: dict[int, list[float]] = {}
         self._best_at = np.full(self.max_epochs + 1, -np.inf)  # best accuracy seen at epoch t
         self.step_seconds: list[float] = []  # optimizer overhead of each ask()
+
+    @classmethod
+    def from_surrogate(
+        cls,
+        surrogate: Surrogate,
+        models: Sequence[str],
+        data_features: Mapping[str, float] | None = None,
+        *,
+        pair_features: Mapping[str, Mapping[str, float]] | None = None,
+        model_descriptors: Mapping[str, Mapping[str, float]] | None = None,
+        candidates: int = 32,
+        max_epochs: int | None = None,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> QuickTune:
+        """Quick-Tune over `models` x a seeded Sobol design of `candidates` hyperparameter configs
+        per model (`quicktune.design`), for a training loop of one epoch per trial.
+
+        data_features: the target's dataset descriptors by name (n_samples, n_classes, image_size,
+        channels; missing ones count as the meta-training mean). pair_features: per model, its
+        domain features (EMD similarity, LogME, ...) if computed. model_descriptors: per model, the
+        hub's descriptors (default: looked up in the hub for the models it knows offline).
+        max_epochs: the epoch horizon (default: the surrogate's). Other keywords go to `QuickTune`.
+        """
+        from quicktune.design import sobol_hyperparameters
+        from quicktune.space import Config
+
+        models = list(dict.fromkeys(models))
+        if not models:
+            raise ValueError("`models` must name at least one model, but got none")
+        hps = sobol_hyperparameters(candidates, seed)
+        configs = list(dict.fromkeys(Config(m, h["elr"], h["weight_decay"], h["momentum"]) for m in models for h in hps))
+        if model_descriptors is None:
+            from quicktune.hub import model_descriptors as hub_descriptors
+
+            model_descriptors = hub_descriptors(models)
+        return cls(SearchSpace(configs), int(max_epochs or surrogate.max_epochs), seed, surrogate=surrogate,
+                   dataset_features=data_features, pair_features=pair_features, model_descriptors=model_descriptors,
+                   **kwargs)
 
     # -- ask/tell -----------------------------------------------------------------------------
     def ask(self) -> Trial | None:

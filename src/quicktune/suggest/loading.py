@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quicktune.metadataset.schema import FeatureSettings, FinetuneSetting
 from quicktune.suggest.errors import SuggestError
+
+if TYPE_CHECKING:
+    from quicktune.surrogate.gp import Surrogate
 
 DEFAULT_SURROGATE_PATH = Path(__file__).resolve().parents[1] / "assets" / "surrogate_v1.pt"
 # The v1 campaign trained with batch 32 at each model's input size capped at 64 px. A surrogate
@@ -19,27 +22,18 @@ FALLBACK_BATCH_SIZE = 32
 # ------------------------------------------------------------------------------------------------
 # Surrogate and training settings
 # ------------------------------------------------------------------------------------------------
-def load_surrogate(path: str | os.PathLike[str] | None = None):
-    """The surrogate checkpoint at `path` (default: the one shipped in the package)."""
-    from quicktune.surrogate.gp import Surrogate
+def load_surrogate(path: str | os.PathLike[str] | None = None) -> Surrogate:
+    """The surrogate checkpoint at `path`, or a shipped one by name (default: the one shipped in
+    the package); SuggestError with one line when it is missing or foreign."""
+    from quicktune.surrogate.shipped import load_surrogate as load
 
-    p = Path(path).expanduser() if path is not None else DEFAULT_SURROGATE_PATH
-    if not p.is_file():
-        if path is None:
-            raise SuggestError(
-                f"the default surrogate {p} is missing from this installation; reinstall quicktune or pass "
-                f"--surrogate FILE (a checkpoint written by `quicktune metatrain`)"
-            )
-        raise SuggestError(f"{p}: no such surrogate checkpoint (--surrogate expects a file written by `quicktune metatrain`)")
+    if path is None and not DEFAULT_SURROGATE_PATH.is_file():
+        raise SuggestError(f"the default surrogate {DEFAULT_SURROGATE_PATH} is missing from this installation; "
+                           f"reinstall quicktune or give a checkpoint written by `quicktune metatrain`")
     try:
-        return Surrogate.load(p)
-    except FileNotFoundError as e:
+        return load(DEFAULT_SURROGATE_PATH if path is None else path)
+    except ValueError as e:
         raise SuggestError(str(e)) from None
-    except (ValueError, KeyError, TypeError, RuntimeError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if not msg.startswith(str(p)):
-            msg = f"{p}: not a compatible surrogate checkpoint ({msg})"
-        raise SuggestError(msg) from None
 
 
 def finetune_settings(surrogate: Any) -> FinetuneSetting:

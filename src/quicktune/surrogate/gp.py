@@ -27,6 +27,7 @@ from gpytorch.utils.cholesky import psd_safe_cholesky
 import torch
 from torch import Tensor
 
+from quicktune.atomic import atomic_write
 from quicktune.space import Config, SearchSpace
 from quicktune.surrogate.nets import DTYPE, CostNet, FeatureExtractor, FeatureScaler, InputLayout, NetConfig, pad_prefixes
 
@@ -290,10 +291,8 @@ class Surrogate:
     def save(self, path: str | Path) -> Path:
         """Write the checkpoint atomically (temp file + rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        tmp.replace(path)
+        with atomic_write(path) as f:
+            torch.save(self.state_dict(), f)
         return path
 
     @classmethod
