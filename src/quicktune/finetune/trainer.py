@@ -154,6 +154,9 @@ class Finetuner:
 
     def setting(self) -> RunSetting:
         """What the row's `versions` JSON records about how the run was trained."""
+        if self.device.type != "cpu":  # (CPU rows keep v1's exact settings JSON)
+            return RunSetting(int(self.data.size), self.batch_size, self.pretrained, device=self.device.type,
+                              amp=bool(self.amp))
         return RunSetting(image_size=int(self.data.size), batch_size=self.batch_size, pretrained=self.pretrained)
 
     def rows(self, results: Iterable[EpochResult] | None = None, source: str = "collect") -> list[dict[str, Any]]:

@@ -107,6 +107,8 @@ class RunSetting:
     image_size: int | None = None
     batch_size: int | None = None
     pretrained: bool = True
+    device: str | None = None  # recorded for accelerators only (CPU rows keep v1's JSON)
+    amp: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -125,6 +127,8 @@ class RunSetting:
             image_size=int(v["image_size"]) if v.get("image_size") else None,
             batch_size=int(v["batch_size"]) if v.get("batch_size") else None,
             pretrained=bool(v.get("pretrained", True)),
+            device=str(v["device"]) if v.get("device") else None,
+            amp=bool(v["amp"]) if "amp" in v else None,
         )
 
 
