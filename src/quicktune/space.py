@@ -214,8 +214,13 @@ class SearchSpace:
 
     @property
     def hp_names(self) -> list[str]:
+        return self.encoded_names(self.extra_spec)
+
+    @staticmethod
+    def encoded_names(extra_spec: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """The columns `encode` produces for a space with these extras (see `state_dict`)."""
         names = ["log_elr", "log_weight_decay", "momentum"]
-        for k, s in self.extra_spec.items():
+        for k, s in extra_spec.items():
             if s["kind"] == "numeric":
                 names.append(k)
             else:

@@ -39,9 +39,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from quicktune.optimizer.acquisition import log_expected_improvement
+from quicktune.optimizer.acquisition import LogCostAwareEI
 from quicktune.protocol import Observation, Optimizer, Trial
 from quicktune.space import SearchSpace
+from quicktune.surrogate.cost import CalibratedCost
 from quicktune.surrogate.fit import refit
 from quicktune.surrogate.gp import Surrogate
 from quicktune.surrogate.nets import DTYPE, NetConfig
@@ -109,6 +110,7 @@ class QuickTune(Optimizer):
         self._fresh_rows = self.surrogate.rows(self._static, np.ones(n, dtype=int), [()] * n, horizon=max_epochs)
         self._prior_log_cost = self.surrogate.log_cost(self._static).numpy() if self.meta else None
         self._model_of = np.array([space.models.index(c.model) if c.model in space.models else -1 for c in space.configs])
+        self._cost = CalibratedCost(self._prior_log_cost, self._model_of)
         self._row_cache: dict[tuple[int, int], Tensor] = {}
         self._epoch_seconds: dict[int, list[float]] = {}
         self._best_at = np.full(self.max_epochs + 1, -np.inf)  # best accuracy seen at epoch t
@@ -267,8 +269,8 @@ class QuickTune(Optimizer):
             rows.append(self._fresh_rows[cid : cid + 1] if t == 1 else self._row(cid, t))
         return torch.cat(rows, dim=0) if rows else None
 
-    def predict(self, cand: Sequence[int] | np.ndarray) -> tuple[Tensor, Tensor, np.ndarray]:
-        """Posterior (mean, variance) at each candidate's next epoch, and those epochs; (n,) each."""
+    def next_rows(self, cand: Sequence[int] | np.ndarray) -> tuple[Tensor, np.ndarray]:
+        """The rows (n x width) of each candidate's next epoch, and those epochs (n,)."""
         cand = np.asarray(cand, dtype=int)
         epochs = np.array([self.epochs_done(c) + 1 for c in cand], dtype=int)
         started = epochs > 1
@@ -277,53 +279,36 @@ class QuickTune(Optimizer):
             idx = np.flatnonzero(started)
             x = x.clone()
             x[torch.as_tensor(idx)] = torch.cat([self._row(int(cand[i]), int(epochs[i])) for i in idx], dim=0)
+        return x, epochs
+
+    def predict(self, cand: Sequence[int] | np.ndarray) -> tuple[Tensor, Tensor, np.ndarray]:
+        """Posterior (mean, variance) at each candidate's next epoch, and those epochs; (n,) each."""
+        x, epochs = self.next_rows(cand)
         mean, var = self.surrogate.posterior(x)
         return mean, var, epochs
 
     def log_step_cost(self, cand: np.ndarray) -> np.ndarray:
-        """Predicted log seconds of each candidate's next epoch, (n,)."""
-        obs_log = {c: float(np.log(np.mean(s))) for c, s in self._epoch_seconds.items() if s}
+        """Predicted log seconds of each candidate's next epoch, (n,) (`CalibratedCost`)."""
         # Calibrate on healthy runs only: a run that ended before the horizon (crashed, say)
         # often did so within seconds, and its cost says nothing about a real epoch.
-        calib = [c for c in obs_log if not (c in self.finished and self.epochs_done(c) < self.max_epochs)]
-        if self.meta:
-            assert self._prior_log_cost is not None
-            prior = self._prior_log_cost
-            # Shrunk residual offsets: the dataset (a machine/size mismatch shifts every config)
-            # and each model (the net may misjudge one architecture on this data).
-            res = {c: obs_log[c] - prior[c] for c in calib}
-            offset = sum(res.values()) / (len(res) + 1.0)
-            by_model: dict[int, list[float]] = {}
-            for c, r in res.items():
-                by_model.setdefault(int(self._model_of[c]), []).append(r - offset)
-            model_off = {m: sum(v) / (len(v) + 1.0) for m, v in by_model.items()}
-            out = prior[cand] + offset + np.array([model_off.get(int(self._model_of[c]), 0.0) for c in cand])
-        else:
-            by_model_log: dict[int, list[float]] = {}
-            for c in calib:
-                by_model_log.setdefault(int(self._model_of[c]), []).append(obs_log[c])
-            overall = float(np.mean([obs_log[c] for c in calib])) if calib else 0.0
-            model_mean = {m: float(np.mean(v)) for m, v in by_model_log.items()}
-            out = np.array([model_mean.get(int(self._model_of[c]), overall) for c in cand])
-        for i, c in enumerate(cand):
-            if int(c) in obs_log:
-                out[i] = obs_log[int(c)]
-        return out
+        unhealthy = {c for c in self._epoch_seconds if c in self.finished and self.epochs_done(c) < self.max_epochs}
+        return self._cost.log_seconds(np.asarray(cand, dtype=int), self._epoch_seconds, unhealthy)
 
     def scores(self, cand: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Acquisition value per candidate (log EI, minus log cost when cost-aware) under the
-        surrogate as last fitted (`fit`)."""
+        """Acquisition value per candidate under the surrogate as last fitted (`fit`): log EI at
+        the candidate's next epoch over the best accuracy seen at that epoch, minus the log cost
+        of the step when cost-aware."""
         cand = np.asarray(cand, dtype=int)
-        mean, var, epochs = self.predict(cand)
+        x, epochs = self.next_rows(cand)
         overall = float(np.max(self._best_at))
         if not math.isfinite(overall):
-            overall = float(mean.max())  # nothing observed yet (zero-shot): improve on the best prediction
+            # nothing observed yet (zero-shot): improve on the best prediction
+            overall = float(self.surrogate.posterior(x).mean.max())
         best = self._best_at[np.minimum(epochs, self.max_epochs)]
         best = np.where(np.isfinite(best), best, overall)
-        score = log_expected_improvement(mean, var.sqrt(), torch.as_tensor(best, dtype=DTYPE)).numpy()
-        if self.cost_aware:
-            score = score - self.cost_exponent * self.log_step_cost(cand)
-        return score
+        log_cost = torch.as_tensor(self.log_step_cost(cand), dtype=DTYPE) if self.cost_aware else None
+        acq = LogCostAwareEI(self.surrogate, torch.as_tensor(best, dtype=DTYPE), log_cost, self.cost_exponent)
+        return acq(x).numpy()
 
     def _argmax(self, scores: np.ndarray) -> int:
         """Index of the best score; exact and near ties are broken at random (seeded)."""
