@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ class FinetuneObjective(Objective):
     live_models: how many runs keep their model in memory between trials (saves rebuilding)
     keep_finished_models: keep the weights of runs that reached the horizon in their checkpoint
                  (needed to save the best fine-tuned model at the end; False saves disk)
+    loader:      loads the task at a resolution (e.g. `suggest`'s Target.data, which already
+                 holds it), instead of loading it again from the spec
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class FinetuneObjective(Objective):
         source: str = "suggest",
         live_models: int = 2,
         keep_finished_models: bool = True,
+        loader: Callable[[int], TaskData] | None = None,
     ) -> None:
         if max_epochs < 1:
             raise ValueError(f"`max_epochs >= 1` must hold, but got {max_epochs=}")
@@ -87,7 +91,7 @@ class FinetuneObjective(Objective):
         self._live: OrderedDict[int, Finetuner] = OrderedDict()
         self._synced: set[str] = set()
         self.seconds_spent = 0.0
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._loader = loader  # no I/O here: the work dir is created by the first checkpoint
 
     # -- data and runs ------------------------------------------------------------------------
     def data_for(self, model: str) -> TaskData:
@@ -101,7 +105,8 @@ class FinetuneObjective(Objective):
 
             size = training_size(model_info(model, self.weights_dir).input_size, self.max_image_size)
         if size not in self._loaded:
-            self._loaded[size] = load_task(self._spec, size, skip_unreadable=self.skip_unreadable)
+            self._loaded[size] = (self._loader(int(size)) if self._loader is not None
+                                  else load_task(self._spec, size, skip_unreadable=self.skip_unreadable))
         return self._loaded[size]
 
     def _finetuner(self, config_id: int) -> Finetuner:

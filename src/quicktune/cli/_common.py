@@ -21,11 +21,17 @@ console = Console(stderr=True)
 EXIT_BAD_INPUT = 2
 
 
+# Library errors name arguments; at the command line the same advice names the option.
+_AS_OPTIONS = {"pass skip_unreadable": "pass --skip-unreadable", "point the weights dir": "point --weights-dir"}
+
+
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     """Print `error: message` on one line (no traceback) and exit with `code`."""
     from rich.markup import escape
 
     # escape: messages quote user input and values such as "quicktune[ray]", never markup
+    for arg, option in _AS_OPTIONS.items():
+        message = message.replace(arg, option)
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 

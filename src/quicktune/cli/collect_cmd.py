@@ -135,6 +135,10 @@ def collect_cmd(
         if ev["kind"] == "epoch":
             progress.update(bar, advance=1,
                             last=f"{ev['model']} epoch {ev['epoch']}: acc {ev['val_acc']:.3f} ({ev['seconds']:.1f}s)")
+        elif ev["kind"] == "job" and not console.is_terminal:  # a pipe or log: rich draws no bar there
+            res = ev["result"]
+            progress.console.print(f"run done: {ev['job'].describe()}: {res.status}, final acc {res.final_acc:.3f}",
+                                   highlight=False, soft_wrap=True)
         elif ev["kind"] == "features":
             progress.console.print(f"domain features {ev['index'] + 1}/{ev['total']}: {ev['model']} on {ev['dataset']}",
                                    highlight=False, soft_wrap=True)

@@ -165,7 +165,7 @@ def plan_collection(
     if max_epochs < 1:
         raise CollectError(f"`epochs >= 1` must hold, but got epochs={max_epochs}")
     if not models:
-        raise CollectError("give at least one model (--models NAME,...)")
+        raise CollectError("give at least one model")
     wd = str(weights_dir) if weights_dir is not None else None
     _check_models(models, wd, pretrained)
     configs = make_configs(models, hyperparams)
@@ -175,7 +175,7 @@ def plan_collection(
     tasks = [s if isinstance(s, TaskSpec) else TaskSpec.parse(s) for s in specs]
     tasks = [replace(t, path=str(Path(t.path).expanduser().resolve())) for t in tasks]
     if not tasks:
-        raise CollectError("give at least one dataset (--datasets PATH[:options],...)")
+        raise CollectError("give at least one dataset (a task spec PATH[:options])")
     jobs: list[Job] = []
     feature_jobs: dict[tuple[str, str], FeatureJob] = {}
     descriptors: dict[str, dict[str, float]] = {}

@@ -151,7 +151,7 @@ def _check_unreadable(bad: list[tuple[str, str]], skip_unreadable: bool) -> list
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise DataError(
             f"{path}: unreadable or corrupt image ({reason}){more}; fix or remove it, or pass skip_unreadable "
-            f"(--skip-unreadable) to skip such files"
+            f"to skip such files"
         )
     return [p for p, _ in bad]
 

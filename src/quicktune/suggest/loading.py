@@ -65,14 +65,14 @@ def resolve_models(models: Sequence[str] | None, weights_dir: str | os.PathLike[
     available = hub.list_models(wd)
     if not available:
         raise SuggestError(
-            f"no model weights found in {wd}; point --weights-dir (or $QUICKTUNE_WEIGHTS) at a folder of hub "
+            f"no model weights found in {wd}; point the weights dir (or $QUICKTUNE_WEIGHTS) at a folder of hub "
             f"checkpoints or published weights (see `quicktune hub list`)"
         )
     if models is None:
         return available
     chosen = list(dict.fromkeys(m.strip() for m in models if m.strip()))
     if not chosen:
-        raise SuggestError("--models is empty; give comma-separated hub model names")
+        raise SuggestError("the model list is empty; give hub model names")
     unknown = [m for m in chosen if m not in available]
     if unknown:
         raise SuggestError(

@@ -50,7 +50,7 @@ def zero_shot(surrogate: Any, configs: Sequence[Config], features: TaskFeatures,
     no curve observed) and its predicted cost, best predicted accuracy first (ties: candidate
     order)."""
     if epochs < 1:
-        raise SuggestError(f"`--epochs >= 1` must hold, but got {epochs}")
+        raise SuggestError(f"`epochs >= 1` must hold, but got {epochs}")
     n = len(configs)
     if n == 0:
         return []

@@ -60,7 +60,7 @@ def open_target(
 ) -> Target:
     """Validate the data folder (DataError with one line on bad input) by loading it once."""
     if max_image_size is not None and not 4 <= max_image_size <= 4096:
-        raise SuggestError(f"`4 <= --max-image-size <= 4096` must hold, but got {max_image_size}")
+        raise SuggestError(f"`4 <= max_image_size <= 4096` must hold, but got {max_image_size}")
     spec = TaskSpec.parse(str(data))
     spec = replace(spec, path=str(Path(spec.path).expanduser().resolve()))
     target = Target(spec, str(weights_dir) if weights_dir is not None else None, max_image_size, skip_unreadable)
