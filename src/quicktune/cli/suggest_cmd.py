@@ -126,7 +126,7 @@ def _runs_table(report: dict, top: int):
 def suggest_cmd(
     data: Annotated[str, typer.Option(
         "--data", help="Your ImageFolder: train/<class>/* [+ val/ or test/], or <class>/* (split 80/20 here); "
-        "task options as in collect: PATH[:classes=5,shots=50,size=32].")],
+        "task options as in collect: PATH[:classes=5,shots=50,size=32]. `demo`: a bundled 10-class digits task.")],
     budget: Annotated[str, typer.Option(
         "--budget", help="0: zero-shot ranking in seconds, no training. A duration (90s, 30m, 4h, 1h30m): a timed "
         "search that really fine-tunes, resumable.")] = "0",
@@ -220,7 +220,9 @@ def suggest_cmd(
         cap = max_image_size if max_image_size is not None else settings.max_image_size
         horizon = int(epochs or sur.max_epochs)
         with err.status("checking the data folder ..."):
-            target = qs.open_target(data, model_names, weights_dir, cap, skip_unreadable)
+            from quicktune.demo import resolve_data
+
+            target = qs.open_target(resolve_data(data), model_names, weights_dir, cap, skip_unreadable)
         feats = _features(err, target, model_names, qs.feature_settings(sur))
     except (qs.SuggestError, DataError, HubError) as e:
         fail(str(e))
