@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from quicktune.optimizer.acquisition import LogCostAwareEI
+from quicktune.optimizer.acquisition import LogEI
 from quicktune.protocol import Observation, Optimizer, Trial
 from quicktune.space import SearchSpace
 from quicktune.surrogate.cost import CalibratedCost
@@ -115,6 +115,9 @@ class QuickTune(Optimizer):
         self._epoch_seconds: dict[int, list[float]] = {}
         self._best_at = np.full(self.max_epochs + 1, -np.inf)  # best accuracy seen at epoch t
         self.step_seconds: list[float] = []  # optimizer overhead of each ask()
+        # The largest plain EI (accuracy units, cost ignored) of the last scoring: how much the
+        # optimizer still expects to gain at all (a stop rule reads it; None before any scoring).
+        self.last_max_ei: float | None = None
 
     @classmethod
     def from_surrogate(
@@ -158,6 +161,7 @@ class QuickTune(Optimizer):
     # -- ask/tell -----------------------------------------------------------------------------
     def ask(self) -> Trial | None:
         start = time.perf_counter()
+        self.last_max_ei = None
         try:
             cand = self._candidates()
             if len(cand) == 0:
@@ -306,9 +310,12 @@ class QuickTune(Optimizer):
             overall = float(self.surrogate.posterior(x).mean.max())
         best = self._best_at[np.minimum(epochs, self.max_epochs)]
         best = np.where(np.isfinite(best), best, overall)
-        log_cost = torch.as_tensor(self.log_step_cost(cand), dtype=DTYPE) if self.cost_aware else None
-        acq = LogCostAwareEI(self.surrogate, torch.as_tensor(best, dtype=DTYPE), log_cost, self.cost_exponent)
-        return acq(x).numpy()
+        score = LogEI(self.surrogate, torch.as_tensor(best, dtype=DTYPE))(x).numpy()
+        finite = score[np.isfinite(score)]
+        self.last_max_ei = float(np.exp(finite.max())) if len(finite) else 0.0  # for stop rules
+        if self.cost_aware:
+            score = score - self.cost_exponent * self.log_step_cost(cand)
+        return score
 
     def _argmax(self, scores: np.ndarray) -> int:
         """Index of the best score; exact and near ties are broken at random (seeded)."""

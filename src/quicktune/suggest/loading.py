@@ -14,6 +14,11 @@ if TYPE_CHECKING:
     from quicktune.surrogate.gp import Surrogate
 
 DEFAULT_SURROGATE_PATH = Path(__file__).resolve().parents[1] / "assets" / "surrogate_v1.pt"
+# Surrogates shipped in the package, by the name `load_surrogate` accepts.
+SHIPPED_SURROGATES = {
+    "v1": DEFAULT_SURROGATE_PATH,
+    "quicktune": Path(__file__).resolve().parents[1] / "assets" / "surrogate_quicktune.pt",
+}
 # The v1 campaign trained with batch 32 at each model's input size capped at 64 px. A surrogate
 # may record its own training setting in info["finetune"]; these are the fallbacks.
 FALLBACK_BATCH_SIZE = 32

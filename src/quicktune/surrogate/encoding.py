@@ -39,7 +39,8 @@ class InputEncoder:
 
         dataset_features: {name: value} of the target dataset; pair_features: {model: {name:
         value}} (model, dataset) features; model_descriptors: extra/override model descriptors
-        (for models meta-training never saw). Missing features scale to 0 (the training mean).
+        (for models meta-training never saw). A missing feature is 0 with presence 0 (a case
+        meta-training covers by hiding feature groups).
         """
         n = len(configs)
         space = SearchSpace.from_state_dict(self.space_state, configs) if n else None
@@ -49,7 +50,8 @@ class InputEncoder:
         desc = self.desc_scaler.transform([descs.get(c.model, {}) for c in configs])
         ds = dict(dataset_features or {})
         pf = pair_features or {}
-        meta = self.scaler.transform([{**ds, **pf.get(c.model, {})} for c in configs])
+        feature_rows = [{**ds, **pf.get(c.model, {})} for c in configs]
+        meta = np.concatenate([self.scaler.transform(feature_rows), self.scaler.presence(feature_rows)], axis=1)
         return torch.cat(
             [hp.to(DTYPE), midx.reshape(-1, 1), torch.as_tensor(desc, dtype=DTYPE), torch.as_tensor(meta, dtype=DTYPE)],
             dim=1,

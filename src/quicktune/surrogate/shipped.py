@@ -23,7 +23,7 @@ def load_surrogate(name_or_path: str | os.PathLike[str] | None = None) -> Surrog
     shipped = shipped_surrogates()
     if name_or_path is None:
         name_or_path = DEFAULT_SURROGATE
-    if isinstance(name_or_path, str) and name_or_path in shipped:
+    if isinstance(name_or_path, str) and name_or_path in shipped and not Path(name_or_path).exists():
         p = shipped[name_or_path]
     else:
         p = Path(name_or_path).expanduser()
