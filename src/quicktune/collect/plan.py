@@ -19,6 +19,7 @@ from quicktune.design import (  # noqa: F401  (re-exported: the collection's spa
     sample_hyperparameters,
     training_size,
 )
+from quicktune.finetune.recipe import Recipe
 from quicktune.metadataset.schema import DATASET_DESCRIPTORS
 from quicktune.metadataset.storage import MetaDatasetStore
 from quicktune.space import Config
@@ -64,7 +65,9 @@ def make_configs(models: Sequence[str], hyperparams: Sequence[Mapping[str, Any]]
         extras.update(hp)
         for m in [named] if named else models:
             try:
-                out.append(Config(m, float(elr), float(wd), float(mom), extras))
+                cfg = Config(m, float(elr), float(wd), float(mom), extras)
+                Recipe.from_config(cfg)  # the fine-tuner's extras, checked before any job starts
+                out.append(cfg)
             except (TypeError, ValueError) as e:
                 raise CollectError(f"bad config {dict(elr=elr, weight_decay=wd, momentum=mom)}: {e}") from None
     return list(dict.fromkeys(out))
