@@ -80,6 +80,10 @@ def test_grid_files(tmp_path: Path) -> None:
         load_grid(tmp_path / "bad.json")
     with pytest.raises(CollectError, match="no such grid file"):
         load_grid(tmp_path / "missing.json")
+    # the fine-tuner's extras are checked when the plan is made, not when a worker starts the run
+    assert make_configs(["m1"], [{"elr": 1e-3, "optimizer": "adamw", "sched": "plateau"}])[0].extra("sched") == "plateau"
+    with pytest.raises(CollectError, match="sched"):
+        make_configs(["m1"], [{"elr": 0.1, "sched": "linear"}])
 
 
 # -- collection ------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from quicktune.data import TaskSpec
+from quicktune.finetune.recipe import Recipe
 from quicktune.metadataset.schema import DATASET_DESCRIPTORS
 from quicktune.metadataset.storage import MetaDatasetStore
 from quicktune.space import Config
@@ -82,7 +83,9 @@ def make_configs(models: Sequence[str], hyperparams: Sequence[Mapping[str, Any]]
         extras.update(hp)
         for m in [named] if named else models:
             try:
-                out.append(Config(m, float(elr), float(wd), float(mom), extras))
+                cfg = Config(m, float(elr), float(wd), float(mom), extras)
+                Recipe.from_config(cfg)  # the fine-tuner's extras, checked before any job starts
+                out.append(cfg)
             except (TypeError, ValueError) as e:
                 raise CollectError(f"bad config {dict(elr=elr, weight_decay=wd, momentum=mom)}: {e}") from None
     return list(dict.fromkeys(out))
