@@ -246,9 +246,6 @@ def suggest_cmd(
         suggest_zoo.zero_shot_zoo(data=data, surrogate=surrogate, models=models, candidates=candidates, seed=seed,
                                   epochs=epochs, top=top, as_json=as_json, clock=clock)
         return
-    if chosen_zoo == "quicktune":
-        fail("--zoo quicktune --budget > 0 (a timed search fine-tuning timm models) is not available yet; "
-             "use --budget 0 for the zero-shot ranking")
     err = Console(stderr=True)
     out = Console()
     if threads:
@@ -257,19 +254,32 @@ def suggest_cmd(
         torch.set_num_threads(threads)  # features and zero-shot too, not only the training
 
     try:
-        model_names = qs.resolve_models(models.split(",") if models is not None else None, weights_dir)
-        try:
-            sur = qs.load_surrogate(surrogate)
-        except qs.SuggestError as e:
-            raise qs.SuggestError(f"--surrogate: {e}") from None
-        settings = qs.finetune_settings(sur)
-        cap = max_image_size if max_image_size is not None else settings.max_image_size
-        horizon = int(epochs or sur.max_epochs)
-        with err.status("checking the data folder ..."):
-            from quicktune.demo import resolve_data
+        if chosen_zoo == "quicktune":  # a timed search over timm models by name (item 4)
+            from quicktune.data.describe import describe_folder
 
-            target = qs.open_target(resolve_data(data), model_names, weights_dir, cap, skip_unreadable)
-        feats = _features(err, target, model_names, qs.feature_settings(sur))
+            sur, model_names, zoo_configs, horizon = suggest_zoo.search_setup(
+                surrogate=surrogate, models=models, weights_dir=weights_dir, candidates=candidates, seed=seed,
+                epochs=epochs)
+            settings = qs.finetune_settings(sur)
+            cap = max_image_size  # the meta-dataset trained at each model's own input size
+            with err.status("checking the data folder ..."):
+                target = qs.open_target(data, model_names, weights_dir, cap, skip_unreadable)
+            # Dataset descriptors only: the zoo's surrogate was meta-trained without domain features.
+            feats = qs.TaskFeatures(describe_folder(target.spec), {}, {})
+        else:
+            model_names = qs.resolve_models(models.split(",") if models is not None else None, weights_dir)
+            try:
+                sur = qs.load_surrogate(surrogate)
+            except qs.SuggestError as e:
+                raise qs.SuggestError(f"--surrogate: {e}") from None
+            settings = qs.finetune_settings(sur)
+            cap = max_image_size if max_image_size is not None else settings.max_image_size
+            horizon = int(epochs or sur.max_epochs)
+            with err.status("checking the data folder ..."):
+                from quicktune.demo import resolve_data
+
+                target = qs.open_target(resolve_data(data), model_names, weights_dir, cap, skip_unreadable)
+            feats = _features(err, target, model_names, qs.feature_settings(sur))
     except (qs.SuggestError, DataError, HubError) as e:
         fail(str(e))
     except OSError as e:
@@ -286,8 +296,12 @@ def suggest_cmd(
         err.print(f"[yellow]note:[/] this data lies outside what the surrogate was meta-trained on ({shown}); "
                   f"the surrogate treats it as at the edge of its meta-dataset (features clipped to 3 SD) - a "
                   f"timed search checks its predictions", highlight=False)
-    configs = qs.make_candidates(model_names, candidates, seed)
-    surrogate_path = str(surrogate) if surrogate is not None else str(qs.DEFAULT_SURROGATE_PATH)
+    if chosen_zoo == "quicktune":
+        configs = zoo_configs
+        surrogate_path = str(surrogate) if surrogate is not None else "quicktune"
+    else:
+        configs = qs.make_candidates(model_names, candidates, seed)
+        surrogate_path = str(surrogate) if surrogate is not None else str(qs.DEFAULT_SURROGATE_PATH)
 
     if budget_s == 0:
         preds = qs.zero_shot(sur, configs, feats, horizon)
