@@ -626,6 +626,8 @@ def cmd_report(args: argparse.Namespace, surrogate: str | Path | None = None) ->
         if p.is_file():
             r = json.loads(p.read_text())
             ident = r["identity"]
+            if ident.get("version") != JOB_VERSION:  # a job of an older version of this script
+                continue
             if ident["target"] != target_spec(args.data) or not (args.seed0 <= ident["seed"] < args.seed0 + args.seeds):
                 continue
             if surrogate is not None and ident["method"] == "quicktune" and ident["surrogate"] != str(surrogate):
