@@ -3,8 +3,10 @@ encoding of the search space into one checkpoint file.
 
 The GP is a gpytorch ExactGP whose kernel acts on learned features: k(x, x') = s * Matern52(
 phi(x), phi(x')) with phi the `FeatureExtractor`; Gaussian likelihood. Its mean is, by default,
-the last observed accuracy of the row's curve prefix plus a linear function of the same features
-(`mean="residual"`; `"learned"` drops the last-value term) rather than a constant: with no
+sigmoid(logit of the last observed accuracy of the row's curve prefix + a linear function of the
+same features) (`mean="residual"`; `"learned"` drops the last-value term) rather than a constant,
+and the kernel is scaled per row by 2 sqrt(m (1 - m)) of that mean m, so prior predictions are
+accuracies inside (0, 1) with a spread that narrows near the bounds. With no
 observation of the target dataset yet, a constant-mean GP predicts the same value for every
 candidate, while the learned mean carries what meta-training found about which configs do well
 on which datasets (the zero-shot ranking), and anchoring it at the last observed value makes
@@ -22,16 +24,21 @@ from pathlib import Path
 from typing import Any
 
 import gpytorch
-import numpy as np
 from gpytorch.utils.cholesky import psd_safe_cholesky
+from linear_operator import to_linear_operator
 import torch
 from torch import Tensor
 
+from quicktune.atomic import atomic_write
 from quicktune.space import Config, SearchSpace
-from quicktune.surrogate.nets import DTYPE, CostNet, FeatureExtractor, FeatureScaler, InputLayout, NetConfig, pad_prefixes
+from quicktune.surrogate.encoding import InputEncoder
+from quicktune.surrogate.posterior import Posterior
+from quicktune.surrogate.nets import DTYPE, CostNet, FeatureExtractor, FeatureScaler, InputLayout, NetConfig
 
 CHECKPOINT_FORMAT = "quicktune-surrogate"
-CHECKPOINT_VERSION = 1
+_EDGE = 0.005  # logit of the last value is taken of it clamped to [_EDGE, 1 - _EDGE]
+_MIN_SCALE = 0.1  # the kernel scale never drops below this (a chance-level or perfect mean)
+CHECKPOINT_VERSION = 2  # 2: feature presence columns, clipped features, bounded mean
 
 
 class DeepKernelGP(gpytorch.models.ExactGP):
@@ -61,17 +68,42 @@ class DeepKernelGP(gpytorch.models.ExactGP):
         self.to(DTYPE)
 
     def _prior_mean(self, x: Tensor, z: Tensor) -> Tensor:
+        """(n,) prior mean of the accuracy at rows x with features z = extractor(x).
+
+        "residual" / "learned": sigmoid(linear(z) [+ logit(last observed value)]), inside (0, 1)
+        by construction, so a zero-shot prediction (the prior alone) is an accuracy whatever the
+        inputs; "constant": the textbook unbounded constant mean.
+        """
         mean = self.mean_module(z)
+        if self.mean_kind == "constant":
+            return mean
         if self.mean_kind == "residual":
             # Curves move little from one epoch to the next: the last observed value is the
             # natural prior guess, and the net only learns the change (and, for an unstarted
-            # config, whose last value is 0, the level itself).
-            mean = mean + self.extractor.layout.last_value(x)
-        return mean
+            # config, which has no last value, the level itself).
+            lay = self.extractor.layout
+            if lay.curve_len:
+                started = (lay.mask(x) > 0.5).any(dim=1)
+                last = torch.logit(lay.last_value(x).clamp(_EDGE, 1 - _EDGE))
+                mean = mean + torch.where(started, last, torch.zeros_like(last))
+        return torch.sigmoid(mean)
+
+    def _scale(self, mean: Tensor) -> Tensor:
+        """(n,) per-row scale of the kernel from the prior mean m: 2 sqrt(m (1 - m)) (1 at m = 0.5),
+        the binomial shape of an accuracy's spread, so the uncertainty shrinks towards the bounds
+        instead of putting mass outside [0, 1]; 1 for the constant mean."""
+        if self.mean_kind == "constant":
+            return torch.ones_like(mean)
+        return (2.0 * torch.sqrt(mean * (1.0 - mean))).clamp_min(_MIN_SCALE)
 
     def forward(self, x: Tensor) -> gpytorch.distributions.MultivariateNormal:
         z = self.extractor(x)
-        return gpytorch.distributions.MultivariateNormal(self._prior_mean(x, z), self.covar_module(z))
+        mean = self._prior_mean(x, z)
+        g = self._scale(mean)
+        # A linear operator, not a dense tensor: torch's MultivariateNormal would factorise the
+        # noise-free prior covariance at once, which fails on near-duplicate rows.
+        covar = to_linear_operator(self.covar_module(z).to_dense() * g[:, None] * g[None, :])
+        return gpytorch.distributions.MultivariateNormal(mean, covar)
 
     def condition(self, x: Tensor | None, y: Tensor | None) -> None:
         """Use (x: (n x width), y: (n,)) as the training data (None, None: the prior)."""
@@ -92,16 +124,19 @@ class DeepKernelGP(gpytorch.models.ExactGP):
         with torch.no_grad():
             z = self.extractor(x)
             mean = self._prior_mean(x, z)
-            var = self.covar_module(z, diag=True)
+            g = self._scale(mean)
+            var = self.covar_module(z, diag=True) * g * g
             if self.train_inputs is None or self.train_targets is None or len(self.train_targets) == 0:
                 return mean, var.clamp_min(0.0)
             x_tr, y_tr = self.train_inputs[0], self.train_targets
             z_tr = self.extractor(x_tr)
-            K = self.covar_module(z_tr).to_dense()
+            mean_tr = self._prior_mean(x_tr, z_tr)
+            g_tr = self._scale(mean_tr)
+            K = self.covar_module(z_tr).to_dense() * g_tr[:, None] * g_tr[None, :]
             K = K + self.likelihood.noise * torch.eye(len(y_tr), dtype=K.dtype)
             L = psd_safe_cholesky(K)
-            alpha = torch.cholesky_solve((y_tr - self._prior_mean(x_tr, z_tr)).unsqueeze(-1), L)  # (n x 1)
-            Ks = self.covar_module(z, z_tr).to_dense()  # (m x n)
+            alpha = torch.cholesky_solve((y_tr - mean_tr).unsqueeze(-1), L)  # (n x 1)
+            Ks = self.covar_module(z, z_tr).to_dense() * g[:, None] * g_tr[None, :]  # (m x n)
             v = torch.linalg.solve_triangular(L, Ks.T, upper=False)  # (n x m)
             return mean + (Ks @ alpha).squeeze(-1), (var - (v * v).sum(dim=0)).clamp_min(0.0)
 
@@ -143,8 +178,8 @@ class Surrogate:
         self.kernel = kernel
         self.mean = mean
         self.info: dict[str, Any] = dict(info or {})
-        hp_dim = SearchSpace.from_state_dict(self.space_state, [Config("_", 1e-3)]).dim
-        self.layout = InputLayout(hp_dim, desc_scaler.dim, scaler.dim, self.max_epochs - 1)
+        hp_dim = len(SearchSpace.encoded_names(self.space_state["extra_spec"]))
+        self.layout = InputLayout(hp_dim, desc_scaler.dim, 2 * scaler.dim, self.max_epochs - 1)
         extractor = FeatureExtractor(self.layout, len(self.models), self.net_config, self.max_epochs)
         self.gp = DeepKernelGP(extractor, kernel=kernel, mean=mean)
         self.cost_net = CostNet(self.layout, len(self.models), self.net_config).to(DTYPE)
@@ -162,12 +197,15 @@ class Surrogate:
         kernel: str = "matern",
         mean: str = "residual",
         seed: int = 0,
+        feature_groups: Sequence[str] | None = None,
     ) -> Surrogate:
         """An untrained surrogate for configs encoded like `space`.
 
         feature_rows: dataset (+ pair) feature dicts the scaler is fitted on (one per dataset or
         per (dataset, model)); feature_names: which of their keys the surrogate uses.
         model_descriptors: {model: {name: value}} numeric model descriptors (optional).
+        feature_groups: one group name per feature name (e.g. "dataset" / "pair"): meta-training
+        hides whole groups at random, as a target may lack one (domain features without weights).
         """
         descriptors = {m: dict(v) for m, v in (model_descriptors or {}).items()}
         desc_names = sorted({k for v in descriptors.values() for k in v})
@@ -176,7 +214,7 @@ class Surrogate:
             return cls(
                 space_state=space.state_dict(),
                 max_epochs=max_epochs,
-                scaler=FeatureScaler.fit(list(feature_rows), feature_names),
+                scaler=FeatureScaler.fit(list(feature_rows), feature_names, feature_groups),
                 desc_scaler=FeatureScaler.fit(list(descriptors.values()), desc_names),
                 model_descriptors=descriptors,
                 net=net,
@@ -185,6 +223,12 @@ class Surrogate:
             )
 
     # -- inputs -------------------------------------------------------------------------------
+    @property
+    def encoder(self) -> InputEncoder:
+        """How configs, features, epochs and curve prefixes become input rows (encoding.py)."""
+        return InputEncoder(self.space_state, self.model_descriptors, self.desc_scaler, self.scaler, self.layout,
+                            self.max_epochs)
+
     def static_inputs(
         self,
         configs: Sequence[Config],
@@ -192,42 +236,20 @@ class Surrogate:
         pair_features: Mapping[str, Mapping[str, float]] | None = None,
         model_descriptors: Mapping[str, Mapping[str, float]] | None = None,
     ) -> Tensor:
-        """The config- and dataset-dependent part of the inputs: a (n x layout.static_dim) tensor.
-
-        dataset_features: {name: value} of the target dataset; pair_features: {model: {name:
-        value}} (model, dataset) features; model_descriptors: extra/override model descriptors
-        (for models meta-training never saw). Missing features scale to 0 (the training mean).
-        """
-        n = len(configs)
-        space = SearchSpace.from_state_dict(self.space_state, configs) if n else None
-        hp = space.encode() if space is not None else torch.zeros(0, self.layout.hp_dim, dtype=DTYPE)
-        midx = space.model_index().to(DTYPE) if space is not None else torch.zeros(0, dtype=DTYPE)
-        descs = {**self.model_descriptors, **{m: dict(v) for m, v in (model_descriptors or {}).items()}}
-        desc = self.desc_scaler.transform([descs.get(c.model, {}) for c in configs])
-        ds = dict(dataset_features or {})
-        pf = pair_features or {}
-        meta = self.scaler.transform([{**ds, **pf.get(c.model, {})} for c in configs])
-        return torch.cat(
-            [hp.to(DTYPE), midx.reshape(-1, 1), torch.as_tensor(desc, dtype=DTYPE), torch.as_tensor(meta, dtype=DTYPE)],
-            dim=1,
-        )
+        """`InputEncoder.static_inputs`: a (n x layout.static_dim) tensor."""
+        return self.encoder.static_inputs(configs, dataset_features, pair_features, model_descriptors)
 
     def rows(
         self, static: Tensor, epochs: Sequence[int] | Tensor, prefixes: Sequence[Sequence[float]], horizon: int | None = None
     ) -> Tensor:
-        """Packed rows for "static[i] evaluated at epoch epochs[i] after prefixes[i]": (n x width).
-
-        horizon: the target's epoch horizon (budget = epoch / horizon); default: meta-training's.
-        """
-        horizon = int(horizon or self.max_epochs)
-        t = torch.as_tensor(np.asarray(epochs, dtype=float), dtype=DTYPE)
-        values, mask = pad_prefixes(prefixes, self.layout.curve_len)
-        return self.layout.pack(static, (t / horizon).clamp(max=1.0), values, mask)
+        """`InputEncoder.rows`: packed rows (n x width)."""
+        return self.encoder.rows(static, epochs, prefixes, horizon)
 
     # -- predictions --------------------------------------------------------------------------
-    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean and variance (n,) of the accuracy at rows x, given the data set by `condition`."""
-        return self.gp.posterior(x)
+    def posterior(self, x: Tensor) -> Posterior:
+        """The posterior of the accuracy at rows x (n x width), given the data set by `condition`:
+        mean and variance (n,) each."""
+        return Posterior(*self.gp.posterior(x))
 
     def condition(self, x: Tensor | None, y: Tensor | None) -> None:
         self.gp.condition(x, y)
@@ -290,10 +312,8 @@ class Surrogate:
     def save(self, path: str | Path) -> Path:
         """Write the checkpoint atomically (temp file + rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        tmp.replace(path)
+        with atomic_write(path) as f:
+            torch.save(self.state_dict(), f)
         return path
 
     @classmethod
