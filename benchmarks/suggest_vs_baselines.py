@@ -467,7 +467,6 @@ def summarize(results: list[dict], budget: float, n_classes: int) -> dict[str, A
 
 
 def write_outputs(results: list[dict], budget: float, out: Path, extra: dict[str, Any]) -> dict[str, Path]:
-    import numpy as np
     import pandas as pd
 
     from quicktune.data import load_task
