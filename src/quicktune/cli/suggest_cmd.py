@@ -173,11 +173,17 @@ def suggest_cmd(
     except ValueError as e:
         fail(f"--budget: {e}")
     for name, value, low in (("--top", top, 1), ("--candidates", candidates, 1), ("--epochs", epochs, 1),
-                             ("--batch-size", batch_size, 2), ("--threads", threads, 1)):
+                             ("--batch-size", batch_size, 2), ("--threads", threads, 1), ("--seed", seed, 0)):
         if value is not None and value < low:
             fail(f"`{name} >= {low}` must hold, but got {value}")
     if max_image_size is not None and not 4 <= max_image_size <= 4096:
         fail(f"`4 <= --max-image-size <= 4096` must hold, but got {max_image_size}")
+    try:
+        from quicktune.data import TaskSpec
+
+        TaskSpec.parse(data)  # task options first: a bad one is refused before any slow step
+    except DataError as e:
+        fail(str(e))
     if save_model is not None and budget_s == 0:
         fail("--save-model needs a timed search (a --budget above 0): a zero-shot ranking trains no model")
     if save_model is not None and save_model.exists() and not save_model.is_dir():

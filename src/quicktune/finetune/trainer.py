@@ -30,6 +30,14 @@ from quicktune.finetune.records import (
     run_identity,
 )
 from quicktune.space import ADAPTIVE_OPTIMIZERS, Config
+from quicktune.testhook import kill_point
+
+
+def _numpy_rng_state() -> list[Any]:
+    """numpy's global RNG state as tensors and plain values (its key array becomes a tensor), so
+    checkpoints load with weights_only=True."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)]
 
 log = logging.getLogger(__name__)
 EVAL_BATCH_SIZE = 256
@@ -147,15 +155,33 @@ class Finetuner:
     def _load_checkpoint(self) -> None:
         if self.checkpoint_path is None or not self.checkpoint_path.exists():
             return
-        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        from quicktune.safeload import SafeLoadError, load_tensors
+
+        # Tensors and plain values only (quicktune.safeload): the work dir may be writable by
+        # others, and a full unpickler would run whatever a planted file asks for.
+        try:
+            state = load_tensors(self.checkpoint_path)
+            if not isinstance(state, dict) or not isinstance(state.get("results"), list):
+                raise SafeLoadError(f"{self.checkpoint_path}: not a run checkpoint")
+        except SafeLoadError as e:
+            log.warning("%s; ignored: the run starts from epoch 1", e)
+            return
         if state.get("run_key") != self.run_key:
             raise ValueError(
                 f"{self.checkpoint_path}: the checkpoint belongs to run {state.get('run_key')!r}, not to "
                 f"{self.run_key!r} ({self.dataset}, {self.config.describe()}, seed={self.seed}, "
                 f"max_epochs={self.max_epochs}); use one checkpoint directory per run"
             )
-        self.results = [EpochResult(**r) for r in state["results"]]
-        self.status = state["status"]
+        try:
+            results = [EpochResult(**r) for r in state["results"]]
+            status = str(state["status"])
+            if [r.epoch for r in results] != list(range(1, len(results) + 1)) or len(results) > self.max_epochs:
+                raise ValueError("epochs out of order")
+        except (KeyError, TypeError, ValueError) as e:
+            log.warning("%s: not a readable run checkpoint (%s); ignored: the run starts from epoch 1",
+                        self.checkpoint_path, e)
+            return
+        self.results, self.status = results, status
         self._state = state if state.get("model") is not None else None
 
     # -- building -------------------------------------------------------------------------------
@@ -196,8 +222,9 @@ class Finetuner:
             scheduler.load_state_dict(self._state["scheduler"])
             rng = self._state["rng"]
             torch.set_rng_state(rng["torch"])
-            np.random.set_state(rng["numpy"])
-            random.setstate(rng["python"])
+            name, keys, pos, has_gauss, gauss = rng["numpy"]
+            np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(gauss)))
+            random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
             self._state = None
         log.info("%s on %s: lr = ELR * (1 - momentum) = %.4g * (1 - %g) = %.4g, wd=%g, %d epochs (cosine), "
                  "batch %d, %dpx", c.model, self.dataset, c.elr, c.momentum, c.lr, c.weight_decay, self.max_epochs,
@@ -295,6 +322,7 @@ class Finetuner:
             self.results.append(result)
             new.append(result)
             self._save_checkpoint()
+            kill_point("after_checkpoint")  # (tests: a crash between the checkpoint and the caller's record)
             if on_epoch is not None:
                 on_epoch(result)
         return new
@@ -320,7 +348,7 @@ class Finetuner:
                 model=self._model.state_dict(),
                 optimizer=self._optimizer.state_dict(),
                 scheduler=self._scheduler.state_dict(),
-                rng={"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+                rng={"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(), "python": random.getstate()},
             )
         with atomic_write(self.checkpoint_path) as f:
             torch.save(state, f)

@@ -20,8 +20,10 @@ SESSION_VERSION = 1
 # The timed search
 # ------------------------------------------------------------------------------------------------
 def default_workdir(target_name: str, root: str | os.PathLike[str] = ".quicktune") -> Path:
-    """./.quicktune/<data name> (a derived task's options joined with '_')."""
-    return Path(root) / re.sub(r"[^\w.+-]+", "_", target_name).strip("_")
+    """./.quicktune/<data name> (a derived task's options joined with '_'); always one folder
+    inside `root` (a name such as ".." or "a/../.." can not climb out of it)."""
+    safe = re.sub(r"[^\w.+-]+", "_", target_name).strip("_.")
+    return Path(root) / (safe or "data")
 
 
 def _atomic_json(obj: Any, path: Path) -> None:
