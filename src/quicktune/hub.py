@@ -13,11 +13,13 @@ Three kinds of names resolve, in this order:
    straight at a copy of `shared/weights`. Converted state dicts are cached (atomically written)
    in the user cache, `quicktune.cachedir.cache_dir("converted")` ($QUICKTUNE_CONVERTED_CACHE
    overrides it); the weights dir is only ever read, so a read-only one works the same.
-3. Any timm architecture name (`resnet18.a1_in1k`); pretrained=True then goes through timm's own
-   pretrained machinery (Hugging Face hub, which needs the network unless the file is cached or
-   given via `pretrained_cfg_overlay=dict(file=...)`).
+3. Any timm model name (`resnet18.a1_in1k`). Offline its weights are a plain timm state dict named
+   after the model as it is asked for: `<weights_dir>/<name>.safetensors` or `<weights_dir>/<name>.pth`
+   (no JSON beside it; e.g. `convnext_atto.d2_in1k.safetensors`), loaded through timm's own
+   `pretrained_cfg_overlay=dict(file=...)`. Without such a file pretrained=True goes through timm's
+   pretrained machinery (the Hugging Face hub, which needs the network unless timm's cache has it).
 
-`list_models` only lists what loads offline (kinds 1 and 2 with their files present).
+`list_models` only lists what loads offline (files present in the weights dir).
 """
 
 from __future__ import annotations
@@ -246,11 +248,33 @@ def _local_checkpoints(weights_dir: Path) -> dict[str, Path]:
     }
 
 
+TIMM_WEIGHT_SUFFIXES = (".safetensors", ".pth")
+
+
+def timm_weights_file(name: str, weights_dir: str | os.PathLike | None = None) -> Path | None:
+    """`<weights_dir>/<name>.safetensors` or `.pth` (a plain timm state dict: no `<name>.json`
+    beside it), or None."""
+    wd = _wdir(weights_dir)
+    for suffix in TIMM_WEIGHT_SUFFIXES:
+        path = wd / f"{name}{suffix}"
+        if path.is_file() and not path.with_suffix(".json").is_file():
+            return path
+    return None
+
+
+def _timm_files(wd: Path) -> set[str]:
+    if not wd.is_dir():
+        return set()
+    stems = {p.name[: -len(s)] for s in TIMM_WEIGHT_SUFFIXES for p in wd.glob(f"*{s}")}
+    return {n for n in stems if not (wd / f"{n}.json").is_file() and _is_timm_name(n)}
+
+
 def list_models(weights_dir: str | os.PathLike | None = None) -> list[str]:
     """Names of the models whose weights load offline from `weights_dir` (sorted)."""
     wd = _wdir(weights_dir)
     names = set(_local_checkpoints(wd))
     names.update(n for n, e in REGISTRY.items() if _find(wd, e.pattern) is not None)
+    names.update(_timm_files(wd))
     return sorted(names)
 
 
@@ -264,6 +288,11 @@ def _unknown(name: str, wd: Path, why: str, timm_hint: bool = True) -> HubError:
     shown = ", ".join(avail) if avail else "none"
     hint = " (any timm architecture name also works, with timm's own pretrained weights)" if timm_hint else ""
     return HubError(f"{why}; models available offline in {wd}: {shown}{hint}")
+
+
+def _not_timm(name: str, timm_kwargs: dict[str, Any]) -> HubError:
+    return HubError(f"model {name!r} is not built by timm, so the timm options {sorted(timm_kwargs)} (e.g. the "
+                    f"config extra `drop`) can not apply to it")
 
 
 def _is_timm_name(name: str) -> bool:
@@ -324,12 +353,14 @@ def _source_dataset_from_tag(name: str, num_classes: int) -> str:
     return "imagenet-1k" if num_classes == 1000 else "unknown"
 
 
-def _build_local(json_path: Path, num_classes: int) -> nn.Module:
+def _build_local(json_path: Path, num_classes: int, **extra_timm_kwargs: Any) -> nn.Module:
     meta = json.loads(json_path.read_text())
     arch = meta.get("arch")
     if not arch:
         raise HubError(f"{json_path} must name the architecture under 'arch', but it has no such key")
     builder = meta.get("builder") or {}
+    if extra_timm_kwargs and (arch.startswith("cifar_resnet") or builder):
+        raise _not_timm(json_path.stem, extra_timm_kwargs)
     if arch.startswith("cifar_resnet"):
         from quicktune.models.cifar_resnet import CifarResNet
 
@@ -340,7 +371,11 @@ def _build_local(json_path: Path, num_classes: int) -> nn.Module:
         return build_tf_mobilenet(builder["version"], builder["multiplier"], num_classes, builder["input_size"])
     import timm
 
-    return timm.create_model(arch, pretrained=False, num_classes=num_classes, **meta.get("timm_kwargs", {}))
+    timm_kwargs = meta.get("timm_kwargs", {})
+    model = timm.create_model(arch, pretrained=False, num_classes=num_classes, **timm_kwargs, **extra_timm_kwargs)
+    if timm_kwargs:
+        model.quicktune_timm_kwargs = dict(timm_kwargs)  # so save_checkpoint of a fine-tuned copy rebuilds it
+    return model
 
 
 @functools.lru_cache(maxsize=64)
@@ -457,7 +492,8 @@ def create_model(
 
     num_classes=None keeps the pretrained source classifier; an int replaces it by a freshly
     initialised head with that many outputs (drawn from torch's global RNG: seed before calling).
-    `timm_kwargs` go to timm.create_model for plain timm names (e.g. pretrained_cfg_overlay).
+    `timm_kwargs` go to timm.create_model for timm names and local checkpoints of timm architectures
+    (e.g. drop_rate); a converted or non-timm model refuses them.
     """
     if num_classes is not None and num_classes < 0:
         raise HubError(f"`num_classes >= 0` must hold, but got {num_classes=}")
@@ -466,11 +502,13 @@ def create_model(
     if name in local or name in REGISTRY:
         info = model_info(name, wd)
         if name in local:
-            model = _build_local(local[name], info.num_source_classes)
+            model = _build_local(local[name], info.num_source_classes, **timm_kwargs)
             if pretrained:
                 sd = torch.load(local[name].with_suffix(".pth"), map_location="cpu", weights_only=True)
                 model.load_state_dict(sd, strict=True)
         else:
+            if timm_kwargs:
+                raise _not_timm(name, timm_kwargs)
             entry = REGISTRY[name]
             model = entry.build(entry.num_source_classes)
             if pretrained:
@@ -485,13 +523,16 @@ def create_model(
         kw: dict[str, Any] = dict(timm_kwargs)
         if num_classes is not None:
             kw["num_classes"] = num_classes
+        local_file = timm_weights_file(name, wd) if pretrained else None
+        if local_file is not None:
+            kw["pretrained_cfg_overlay"] = {**kw.get("pretrained_cfg_overlay", {}), "file": str(local_file)}
         try:
             return timm.create_model(name, pretrained=pretrained, **kw)
         except (OSError, RuntimeError) as e:
             if not pretrained:
                 raise
-            raise _unknown(name, wd, f"timm could not load pretrained weights for {name!r} ({e})",
-                           timm_hint=False) from e
+            raise _unknown(name, wd, f"timm could not load pretrained weights for {name!r} ({e}); offline, put "
+                                     f"a timm state dict at {wd / name}.safetensors or .pth", timm_hint=False) from e
     raise _unknown(name, wd, f"unknown model {name!r}")
 
 
@@ -512,6 +553,9 @@ def save_checkpoint(
     builder = getattr(model, "quicktune_builder", None)
     if builder:
         meta["builder"] = dict(builder)
+    timm_kwargs = getattr(model, "quicktune_timm_kwargs", None)
+    if timm_kwargs and "timm_kwargs" not in meta:
+        meta["timm_kwargs"] = dict(timm_kwargs)
     _atomic_save(model.state_dict(), wd / f"{info.name}.pth")
     with atomic_write(wd / f"{info.name}.json", "w") as f:
         f.write(json.dumps(meta, indent=2))

@@ -6,8 +6,18 @@ rate ELR = lr / (1 - momentum). The one explicit rule that turns it back into wh
 optimizer receives is `Config.lr`:
 
     lr = ELR * (1 - momentum)        for SGD-family optimizers (plain, momentum, Nesterov)
-    lr = ELR                         for adaptive optimizers (Adam family), where the momentum
-                                     term does not rescale the step the same way
+    lr = ELR                         for adaptive optimizers (Adam family)
+
+Why lr itself plays the role of ELR for the Adam family: heavy-ball momentum accumulates
+gradients with weights summing to 1 / (1 - m), so at steady state a step moves lr / (1 - m) times
+the gradient - which is why Li et al. find lr and m interchangeable at fixed ELR. Adam's first
+moment is an exponential *average* (weights (1 - beta1) beta1^k, summing to 1, bias-corrected),
+divided by the RMS of the gradients: the update is about lr times a unit-scale direction whatever
+beta1 and whatever the gradient's scale (Adam is invariant to rescaling the loss). So the step
+size that ELR measures for SGD is lr for Adam: beta1 is not folded into it, and `momentum` is not
+used by Adam-family configs (their betas are the extra `opt_betas`). Note ELR values are not
+comparable across the two families (Adam's good lrs are ~1e-4..1e-3, SGD's ELRs ~1e-2..1): the
+encoding keeps the optimizer as a categorical feature next to log ELR.
 
 A `SearchSpace` is a finite candidate set of configs with a fixed encoding into [0, 1]^d
 (log scale for ELR and weight decay). The encoding bounds are constants or are stored with the

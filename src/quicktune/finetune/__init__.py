@@ -7,12 +7,16 @@ The procedure (its version is `schema.FINETUNE_VERSION`; bump it when any of thi
 - folded BatchNorm (identity statistics, as in weights converted from inference formats such
   as the Coral TFLite MobileNets) is recalibrated on training images first, so train-mode BN
   does not erase the folded shifts (`calibrate_folded_batchnorm`; eval-mode output unchanged);
-- optimizer: SGD with lr = config.lr = ELR * (1 - momentum) (the one explicit rule, logged),
-  the config's momentum and weight decay (on every parameter); Nesterov for optimizer
-  "nesterov"; Adam/AdamW take lr = ELR;
-- schedule: cosine decay per step over a FIXED horizon of `max_epochs` epochs, no warm-up. The
-  horizon is part of the run's identity (`schema.run_key(dataset, config, seed, max_epochs)`), so
-  the first t epochs of a run are the same whatever is trained later;
+- the recipe: the config's extras (`finetune.recipe.Recipe`; absent = v1), built by timm's factories
+  (`finetune.timm_parts`): optimizer by `create_optimizer_v2` with lr = config.lr = ELR * (1 -
+  momentum) for SGD (the one explicit rule, logged) or ELR for the Adam family, weight decay on
+  every parameter; v1's "sgd" is heavy-ball momentum (timm "momentum"), "nesterov" is timm "sgd";
+  freezing (embedding / linear probe / partial, `finetune.layers`), L2-SP, label smoothing, Mixup,
+  drop rate, timm augmentations, gradient clipping, AMP on CUDA;
+- schedule: without `sched`, v1's cosine decay per step over a FIXED horizon of `max_epochs`
+  epochs, no warm-up; with it, timm's cosine / step / multistep / plateau (+ warm-up), stepped per
+  epoch. The horizon is part of the run's identity (`schema.run_key(dataset, config, seed,
+  max_epochs)`), so the first t epochs of a run are the same whatever is trained later;
 - data: the task's uint8 tensors, normalised with the model's mean/std; per epoch a seeded
   shuffle and light augmentation (random crop with size//8 zero padding, horizontal flip);
 - evaluation on the validation split after every epoch (accuracy, mean cross-entropy) and the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -20,6 +21,8 @@ import torch.nn.functional as F
 from quicktune.atomic import atomic_write
 from quicktune.data import TaskData
 from quicktune.finetune.batchnorm import CALIBRATION_IMAGES, calibrate_folded_batchnorm
+from quicktune.finetune.layers import L2SP, apply_freezing
+from quicktune.finetune.recipe import Recipe
 from quicktune.finetune.records import (
     _CKPT_FORMAT,
     CHECKPOINT_NAME,
@@ -28,6 +31,15 @@ from quicktune.finetune.records import (
     _epoch_seed,
     epoch_rows,
     run_identity,
+)
+from quicktune.finetune.timm_parts import (
+    V1Cosine,
+    apply_transform,
+    loss_fn,
+    make_mixup,
+    make_optimizer,
+    make_scheduler,
+    make_train_transform,
 )
 from quicktune.space import ADAPTIVE_OPTIMIZERS, Config
 from quicktune.testhook import kill_point
@@ -65,7 +77,9 @@ class Finetuner:
     """One run: (task, config, seed, epoch horizon), continued epoch by epoch.
 
     data:           the loaded task (its images' side is the training resolution)
-    config:         model and hyperparameters (extras: "batch_size" overrides `batch_size`)
+    config:         model and hyperparameters; its extras are the training recipe
+                    (`finetune.recipe.Recipe`: optimizer, schedule, freezing, L2-SP, mixup, ...;
+                    "batch_size" overrides `batch_size`). Without extras: exactly v1's procedure.
     max_epochs:     the cosine schedule's horizon (part of the run's identity)
     checkpoint_dir: where this run's checkpoint lives (None: no checkpoints, no continuation
                     across processes). A checkpoint found there is resumed.
@@ -73,6 +87,9 @@ class Finetuner:
                     the fine-tuned model later); False shrinks it to the results only.
     dataset:        the name recorded in the store (default: the task name, plus the resolution
                     when the spec names none and it differs from the model's input size)
+    device:         None: CUDA when available, else the CPU (one run per process; a GPU per
+                    process via CUDA_VISIBLE_DEVICES). On CUDA, float16 autocast + GradScaler
+                    unless the config's extra `amp` is false; never on the CPU.
     """
 
     def __init__(
@@ -87,7 +104,7 @@ class Finetuner:
         num_threads: int | None = None,
         weights_dir: str | os.PathLike[str] | None = None,
         pretrained: bool = True,
-        device: str = "cpu",
+        device: str | None = None,
         keep_model: bool = True,
         dataset: str | None = None,
     ) -> None:
@@ -95,9 +112,7 @@ class Finetuner:
 
         if max_epochs < 1:
             raise ValueError(f"`max_epochs >= 1` must hold, but got {max_epochs=}")
-        opt = config.optimizer
-        if opt not in ("sgd", "momentum", "nesterov", "adam", "adamw"):
-            raise ValueError(f"the optimizer must be sgd, momentum, nesterov, adam or adamw, but got {opt!r}")
+        self.recipe = Recipe.from_config(config)  # validates every recipe extra (one-line ValueError)
         self.data = data
         self.config = config
         self.max_epochs = int(max_epochs)
@@ -108,7 +123,8 @@ class Finetuner:
         self.num_threads = num_threads
         self.weights_dir = weights_dir
         self.pretrained = pretrained
-        self.device = torch.device(device)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.amp = self.device.type == "cuda" and self.recipe.amp is not False
         self.keep_model = keep_model
         self.info = model_info(config.model, weights_dir)
         self.dataset, self.run_key = run_identity(data, config, max_epochs, seed, batch_size=batch_size,
@@ -119,7 +135,9 @@ class Finetuner:
         self.status = "ok"
         self._model: torch.nn.Module | None = None
         self._optimizer: torch.optim.Optimizer | None = None
-        self._scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self._scheduler: Any = None  # V1Cosine (stepped per update) or a timm scheduler (per epoch)
+        self._scaler: Any = None  # torch.amp.GradScaler with AMP
+        self._l2sp: L2SP | None = None
         self._state: dict[str, Any] | None = None  # a loaded checkpoint not yet applied to a model
         self._n_train = len(data.train)
         self._steps_per_epoch = self._n_train // self.batch_size + (1 if self._n_train % self.batch_size > 1 else 0)
@@ -192,43 +210,55 @@ class Finetuner:
             torch.set_num_threads(int(self.num_threads))
         # The new head's initialisation is drawn from torch's global RNG: seed it per run.
         torch.manual_seed(_epoch_seed(self.seed, 0, 0))
+        r = self.recipe
         model = create_model(self.config.model, num_classes=self.data.n_classes, weights_dir=self.weights_dir,
-                             pretrained=self.pretrained)
+                             pretrained=self.pretrained, **({} if r.drop is None else {"drop_rate": r.drop}))
         model.to(self.device)
         c = self.config
-        if c.optimizer in ADAPTIVE_OPTIMIZERS:
-            cls = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
-            optimizer: torch.optim.Optimizer = cls(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-        else:
-            optimizer = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay,
-                                        nesterov=c.optimizer == "nesterov" and c.momentum > 0)
-        total = self.max_epochs * self._steps_per_epoch
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
-        )
         mean = torch.tensor(self.info.mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(self.info.std, dtype=torch.float32).view(1, 3, 1, 1)
         self._mean, self._std = mean.to(self.device), std.to(self.device)
-        if self._state is None and self.pretrained:
+        # L2-SP's reference is the pretrained model as a fresh run starts (calibrated): a resumed run
+        # rebuilds it the same way before loading its trained weights.
+        if self.pretrained and (self._state is None or r.sp_reg > 0):
             # Calibration images: a seeded draw of training images, un-augmented.
             gen = torch.Generator().manual_seed(_epoch_seed(self.seed, 0, 3))
             idx = torch.randperm(self._n_train, generator=gen)[:CALIBRATION_IMAGES]
             n = calibrate_folded_batchnorm(model, self._inputs(self.data.train.images[idx]))
             if n:
                 log.info("%s: recalibrated %d folded BatchNorm layers on %d training images", c.model, n, len(idx))
+        frozen = apply_freezing(model, freeze_embedding=r.freeze_embedding, linear_probing=r.linear_probing,
+                                pct_to_freeze=r.pct_to_freeze)
+        if frozen:
+            log.info("%s: %d parameter tensors frozen (%s ...)", c.model, len(frozen), ", ".join(frozen[:3]))
+        self._l2sp = L2SP(model, r.sp_reg) if r.sp_reg > 0 else None
+        optimizer = make_optimizer(model, c, r)
+        scheduler = make_scheduler(optimizer, r, self.max_epochs, self._steps_per_epoch)
+        self._scaler = torch.amp.GradScaler("cuda") if self.amp else None
+        self._mixup = make_mixup(r, self.data.n_classes)
+        self._loss = loss_fn(r)
+        self._transform = make_train_transform(r, int(self.data.size), self.info.mean, self.info.std)
         if self._state is not None:
             model.load_state_dict(self._state["model"])
+            if isinstance(scheduler, V1Cosine):
+                scheduler.load_state_dict(self._state["scheduler"])
+            else:
+                # timm's schedules are functions of the epoch and, for plateau, of the recorded
+                # accuracies: replaying them rebuilds the state exactly (timm does not checkpoint it).
+                for res in self.results:
+                    scheduler.step(res.epoch, res.val_acc)
             optimizer.load_state_dict(self._state["optimizer"])
-            scheduler.load_state_dict(self._state["scheduler"])
+            if self._scaler is not None and self._state.get("scaler") is not None:
+                self._scaler.load_state_dict(self._state["scaler"])
             rng = self._state["rng"]
             torch.set_rng_state(rng["torch"])
             name, keys, pos, has_gauss, gauss = rng["numpy"]
             np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(gauss)))
             random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
             self._state = None
-        log.info("%s on %s: lr = ELR * (1 - momentum) = %.4g * (1 - %g) = %.4g, wd=%g, %d epochs (cosine), "
-                 "batch %d, %dpx", c.model, self.dataset, c.elr, c.momentum, c.lr, c.weight_decay, self.max_epochs,
-                 self.batch_size, self.data.size)
+        log.info("%s on %s: %s, lr = %.4g (%s), wd=%g, %d epochs (%s), batch %d, %dpx", c.model, self.dataset,
+                 c.optimizer, c.lr, "ELR" if c.optimizer in ADAPTIVE_OPTIMIZERS else f"ELR * (1 - {c.momentum:g})",
+                 c.weight_decay, self.max_epochs, r.sched or "cosine per update", self.batch_size, self.data.size)
         self._model, self._optimizer, self._scheduler = model, optimizer, scheduler
 
     @property
@@ -248,28 +278,58 @@ class Finetuner:
 
     # -- training ---------------------------------------------------------------------------------
     def _train_epoch(self, epoch: int) -> tuple[float, bool]:
-        """Train epoch `epoch` (1-based); returns (mean training loss, diverged)."""
+        """Train epoch `epoch` (1-based); returns (mean training loss, diverged).
+
+        The training loss is the data term (cross-entropy, or soft-target cross-entropy with
+        mixup); the L2-SP penalty is added to the objective, not to the recorded loss.
+        """
         model, optimizer, scheduler = self._model, self._optimizer, self._scheduler
         assert model is not None and optimizer is not None and scheduler is not None
+        r = self.recipe
         torch.manual_seed(_epoch_seed(self.seed, epoch, 1))  # dropout / drop-path draws of this epoch
         gen = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch, 2))
+        if self._mixup is not None or self._transform is not None:
+            # timm's Mixup and augmentations draw from numpy's and Python's global generators.
+            np.random.seed(_epoch_seed(self.seed, epoch, 4) % 2**32)
+            random.seed(_epoch_seed(self.seed, epoch, 5))
         order = torch.randperm(self._n_train, generator=gen)
         images, labels = self.data.train.images, self.data.train.labels
         model.train()
+        per_update = isinstance(scheduler, V1Cosine)
         total, count = 0.0, 0
         for step in range(self._steps_per_epoch):
             # The last batch takes the remainder, except a single leftover image (BatchNorm can
             # not train on a batch of one), which sits this epoch out.
             idx = order[step * self.batch_size : (step + 1) * self.batch_size]
-            x = self._inputs(_augment(images[idx], gen))
+            if self._mixup is not None:
+                idx = idx[: len(idx) // 2 * 2]  # timm's Mixup pairs the batch with its reverse: even size
+            if self._transform is not None:
+                x = apply_transform(self._transform, images[idx]).to(self.device)
+            else:
+                x = self._inputs(_augment(images[idx], gen))
             y = labels[idx].to(self.device)
-            loss = F.cross_entropy(model(x), y)
+            if self._mixup is not None:
+                x, y = self._mixup(x, y)
+            with torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext():
+                loss = self._loss(model(x), y)
+                objective = loss + self._l2sp() if self._l2sp is not None else loss
             if not torch.isfinite(loss):
                 return float("nan"), True
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+            if self._scaler is not None:
+                self._scaler.scale(objective).backward()
+                if r.clip_grad is not None:
+                    self._scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), r.clip_grad)
+                self._scaler.step(optimizer)
+                self._scaler.update()
+            else:
+                objective.backward()
+                if r.clip_grad is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), r.clip_grad)
+                optimizer.step()
+            if per_update:
+                scheduler.step()
             total += float(loss.detach()) * len(idx)
             count += len(idx)
         return total / max(count, 1), False
@@ -284,8 +344,9 @@ class Finetuner:
         for i in range(0, len(labels), EVAL_BATCH_SIZE):
             x = self._inputs(images[i : i + EVAL_BATCH_SIZE])
             y = labels[i : i + EVAL_BATCH_SIZE].to(self.device)
-            out = model(x)
-            loss_sum += float(F.cross_entropy(out, y, reduction="sum"))
+            with torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext():
+                out = model(x)
+            loss_sum += float(F.cross_entropy(out.float(), y, reduction="sum"))
             correct += int((out.argmax(1) == y).sum())
         n = max(len(labels), 1)
         return correct / n, loss_sum / n
@@ -310,9 +371,14 @@ class Finetuner:
             if not diverged:
                 acc, val_loss = self.evaluate()
                 diverged = not math.isfinite(val_loss)
+            assert self._scheduler is not None and self._optimizer is not None
+            if isinstance(self._scheduler, V1Cosine):
+                lr = float(self._scheduler.get_last_lr()[0])
+            else:
+                if not diverged:
+                    self._scheduler.step(e, acc)  # timm train.py: the schedule moves once per epoch
+                lr = max(float(g["lr"]) for g in self._optimizer.param_groups)
             seconds = time.perf_counter() - t0
-            assert self._scheduler is not None
-            lr = float(self._scheduler.get_last_lr()[0])
             if diverged:
                 result = EpochResult(e, float("nan"), float("nan"), float("nan"), seconds, lr, "diverged")
                 self.status = "diverged"
@@ -347,7 +413,9 @@ class Finetuner:
             state.update(
                 model=self._model.state_dict(),
                 optimizer=self._optimizer.state_dict(),
-                scheduler=self._scheduler.state_dict(),
+                # timm's schedules are rebuilt by replay on resume (see _build)
+                scheduler=self._scheduler.state_dict() if isinstance(self._scheduler, V1Cosine) else None,
+                scaler=self._scaler.state_dict() if self._scaler is not None else None,
                 rng={"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(), "python": random.getstate()},
             )
         with atomic_write(self.checkpoint_path) as f:
