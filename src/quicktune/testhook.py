@@ -7,6 +7,8 @@ process group, exactly like `kill -9` of the command and its workers (a test sta
 in a new session, so the group is that command alone). Hits are counted across processes (an
 O_APPEND file), so pool workers count with the parent.
 
+`delay_point("name")` sleeps the seconds `<dir>/<name>.sleep` holds (a slow moment, on demand).
+
 Without the environment variable this costs one dictionary lookup and does nothing.
 """
 
@@ -40,4 +42,19 @@ def kill_point(name: str) -> None:
         os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
-__all__ = ["ENV", "kill_point"]
+def delay_point(name: str) -> None:
+    """Sleep for the seconds `<dir>/<name>.sleep` holds, when a test asked for it (e.g. to
+    stand for a slow start-up that a wall-clock budget must count)."""
+    root = os.environ.get(ENV)
+    if not root:
+        return
+    try:
+        seconds = float((Path(root) / f"{name}.sleep").read_text().strip())
+    except (OSError, ValueError):
+        return
+    import time
+
+    time.sleep(seconds)
+
+
+__all__ = ["ENV", "delay_point", "kill_point"]

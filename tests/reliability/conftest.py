@@ -106,3 +106,53 @@ def store_rows(store: Path):
 
 def curves(df) -> dict[str, list[float]]:
     return {k: [float(v) for v in g.sort_values("epoch")["val_acc"]] for k, g in df.groupby("run_key")}
+
+
+@dataclass
+class SuggestEnv:
+    weights: Path
+    surrogate: Path
+
+
+SUGGEST_MODEL = "tiny_r"
+
+
+@pytest.fixture(scope="session")
+def suggest_env(tmp_path_factory: pytest.TempPathFactory) -> SuggestEnv:
+    """A weights folder with one tiny local checkpoint the test writes (a timm test architecture,
+    random weights, input 32 px) and a tiny surrogate meta-trained for a few steps on synthetic
+    curves of it (4-epoch horizon)."""
+    from dataclasses import replace
+
+    import pandas as pd
+    import torch
+
+    from quicktune import hub
+    from quicktune.metadataset.tabular import CurveTable
+    from quicktune.surrogate.fit import meta_train
+    from quicktune.surrogate.nets import NetConfig
+    from tests.helpers import synthetic_runs
+
+    root = tmp_path_factory.mktemp("suggest_env")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = hub.create_model(MODEL, pretrained=False)
+        hub.save_checkpoint(model, replace(hub.model_info(MODEL), name=SUGGEST_MODEL, input_size=32), root / "weights")
+        datasets = ("d0", "d1", "d2")
+        runs = synthetic_runs(datasets=datasets, models=(SUGGEST_MODEL,), max_epochs=EPOCHS)
+        feats = []
+        for i, d in enumerate(datasets):
+            desc = dict(n_samples=60.0 * (i + 1), n_classes=3.0 + i, image_size=32.0, channels=3.0)
+            feats += [dict(dataset=d, model="", name=k, value=v, written_at=0.0) for k, v in desc.items()]
+        tiny = NetConfig(hp_hidden=8, model_emb=4, meta_hidden=4, curve_channels=4, curve_hidden=8, hidden=16, out_dim=8,
+                         cost_hidden=8)
+        res = meta_train(CurveTable(runs, pd.DataFrame(feats)), steps=40, batch_size=16, lr=1e-2, seed=0,
+                         holdout=["d2"], val_every=20, net=tiny)
+    res.surrogate.info["finetune"] = {"batch_size": 16, "max_image_size": 32}
+    return SuggestEnv(root / "weights", res.surrogate.save(root / "surrogate.pt"))
+
+
+def suggest_args(folder: Path, env: SuggestEnv, workdir: Path, budget: str, *extra: str) -> list[str]:
+    return ["suggest", "--data", f"{folder}:shots=20", "--budget", budget, "--models", SUGGEST_MODEL,
+            "--weights-dir", str(env.weights), "--surrogate", str(env.surrogate), "--candidates", str(CONFIGS),
+            "--epochs", str(EPOCHS), "--threads", "1", "--workdir", str(workdir), "--json", *extra]

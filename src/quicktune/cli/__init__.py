@@ -21,8 +21,10 @@ app = typer.Typer(
 @app.callback()
 def _setup() -> None:
     from quicktune.cli._common import warnings_as_notes
+    from quicktune.testhook import delay_point
 
     warnings_as_notes()
+    delay_point("cli_start")  # (tests: a slow start-up, which a wall-clock budget must count)
 
 
 for _module in (suggest_cmd, collect_cmd, metatrain_cmd, benchmark_cmd, metadataset_cmd, hub_cmd):

@@ -167,7 +167,9 @@ def suggest_cmd(
     from quicktune.data import DataError
     from quicktune.hub import HubError
 
-    clock = time.perf_counter()
+    from quicktune.proctime import process_start
+
+    clock = process_start()  # the budget is wall-clock from the user's Enter: start-up and imports count
     try:
         budget_s = parse_duration(budget)
     except ValueError as e:
@@ -270,6 +272,7 @@ def suggest_cmd(
         interrupted = True
     finally:
         signal.signal(signal.SIGTERM, previous)
+    t_stop = time.perf_counter()
     report = search.report(surrogate_path)
     from quicktune import report as qr
 
@@ -278,6 +281,11 @@ def suggest_cmd(
     if save_model is not None and report["best"] is not None and not interrupted:
         name, pth = search.save_best_model(save_model)
         saved = {"name": name, "weights_dir": str(save_model), "path": str(pth)}
+    # The shut-down counts towards the budget; the next session reserves as much for its own.
+    search.end_session(time.perf_counter() - t_stop)
+    report.update(elapsed_seconds=search.elapsed, shutdown_seconds=search.shutdown_seconds,
+                  reserve_seconds=search.reserve)
+    qr.write_json(report, json_path)  # (the JSON again, with the final clock; the plot stays)
     if as_json:
         print(qr.to_json({**report, "report_json": str(json_path), "report_png": str(png_path), "saved_model": saved}))
     else:

@@ -27,6 +27,19 @@ from quicktune.suggest.session import (
 from quicktune.suggest.target import Target, TaskFeatures
 
 
+SHUTDOWN_RESERVE = 3.0  # seconds kept for the shut-down before one was measured
+
+
+def _lock_workdir(workdir: Path) -> Any:
+    from quicktune.runlock import Busy, FileLock
+
+    try:
+        return FileLock(workdir / ".lock", wait=False).acquire()
+    except Busy as e:
+        raise SuggestError(f"another quicktune suggest is running in {workdir} ({str(e).split('(')[-1].rstrip(')')}); "
+                           "wait for it to end, or pass another --workdir") from None
+
+
 class Search:
     """A resumable, wall-clock-budgeted Quick-Tune search that really fine-tunes.
 
@@ -54,6 +67,7 @@ class Search:
         pretrained: bool = True,
         refit_steps: int = 10,
         clock_start: float | None = None,
+        reserve_seconds: float | None = None,
         on_event: Callable[[str, Search], None] | None = None,
     ) -> None:
         from quicktune.objective import FinetuneObjective
@@ -90,7 +104,13 @@ class Search:
         self.steps: list[StepRecord] = []
         self.trace: list[dict[str, Any]] = []
         self.sessions = 0
+        self.shutdown_seconds: float | None = None  # what the last session's shut-down took
+        self._lock = _lock_workdir(self.workdir)  # one search per work dir (released on exit, even kill -9)
         self._load_session()  # refuses a work dir of another search before anything is written
+        # Time kept for the shut-down (report, plot, saving the model), so the whole command ends
+        # within the budget: the last session's measured shut-down, or a default before any.
+        self.reserve = float(reserve_seconds if reserve_seconds is not None
+                             else max(SHUTDOWN_RESERVE, 1.25 * (self.shutdown_seconds or 0.0)))
 
         if threads:
             torch.set_num_threads(int(threads))
@@ -145,6 +165,7 @@ class Search:
         self.steps = [StepRecord(**s) for s in state.get("steps", [])]
         self.trace = list(state.get("trace", []))
         self.sessions = int(state.get("sessions", 0))
+        self.shutdown_seconds = state.get("shutdown_seconds")
 
     def save_session(self) -> None:
         _atomic_json(
@@ -152,7 +173,7 @@ class Search:
                 "format": SESSION_FORMAT, "version": SESSION_VERSION, "identity": self.identity,
                 "budget_seconds": self.budget, "elapsed_seconds": self.elapsed, "sessions": self.sessions,
                 "steps": [vars(s) for s in self.steps], "trace": self.trace,
-                "stop_reason": self.stop_reason, "saved_at": time.time(),
+                "stop_reason": self.stop_reason, "shutdown_seconds": self.shutdown_seconds, "saved_at": time.time(),
             },
             self.session_path,
         )
@@ -163,16 +184,26 @@ class Search:
             self.on_event(kind, self)
 
     def resume(self) -> int:
-        """Tell the optimizer every epoch already trained in the work dir; returns how many."""
-        from quicktune.protocol import Observation
+        """Tell the optimizer every epoch already trained in the work dir; returns how many.
 
+        The objective replays its own Observations (curve and every epoch's recorded seconds, so
+        the cost model calibrates on this machine at once). Epochs a kill left in a checkpoint
+        but out of the session (killed between the checkpoint write and the session save) join
+        the step log as recovered steps, and their seconds are charged to the budget.
+        """
         n = 0
+        logged = {(s.config_id, s.epoch) for s in self.steps}
         for obs in self.objective.history():
-            ft = self.objective.finetuner(obs.trial.config_id)
-            # The epochs' recorded seconds let the cost model calibrate on this machine at once.
-            secs = tuple(r.seconds for r in ft.results)
-            self.optimizer.tell(Observation(obs.trial, obs.curve, 0.0, secs, obs.finished))
+            self.optimizer.tell(obs)
             n += len(obs.curve)
+            for e in range(1, obs.epochs + 1):
+                if (obs.trial.config_id, e) in logged:
+                    continue
+                secs = float(obs.epoch_seconds[e - 1]) if len(obs.epoch_seconds) >= e else 0.0
+                if self.steps:  # (a work dir with checkpoints but no session charges nothing: unknown)
+                    self.elapsed_before += secs
+                self.steps.append(StepRecord(len(self.steps) + 1, obs.trial.config_id, e, float(obs.curve[e - 1]),
+                                             secs, self.elapsed_before, 0.0, recovered=True))
         self.resumed_epochs = n
         if n and not self.trace:  # checkpoints without a session: the best so far at time 0
             self._update_trace(step=0)
@@ -220,7 +251,7 @@ class Search:
             while True:
                 # Until one epoch is trained, the search goes on whatever the set-up cost or the
                 # first step is predicted to cost: a search that reports nothing helps no one.
-                if self.elapsed >= self.budget and self.epochs_trained > 0:
+                if self.elapsed + self.reserve >= self.budget and self.epochs_trained > 0:
                     self.stop_reason = "budget"
                     break
                 t_ask = time.perf_counter()
@@ -230,13 +261,14 @@ class Search:
                     self.stop_reason = "every candidate is finished"
                     break
                 predicted = self.predicted_step_seconds(trial.config_id)
-                if self.epochs_trained > 0 and self.elapsed + predicted > self.budget:
+                if self.epochs_trained > 0 and self.elapsed + predicted + self.reserve > self.budget:
                     self.stop_reason = "next step would overrun the budget"
                     break
                 c = self.configs[trial.config_id]
                 self.current = {"config_id": trial.config_id, "model": c.model, "elr": c.elr, "epoch": trial.epoch,
                                 "predicted_seconds": predicted, "started": time.perf_counter()}
                 self._emit("step_start")
+                self.save_session()  # the clock so far: a kill -9 during the step loses at most the step's time
                 obs = self.objective.evaluate(trial)
                 self.optimizer.tell(obs)
                 self.current = None
@@ -256,6 +288,14 @@ class Search:
         self.save_session()
         self._emit("stop")
         return self.stop_reason
+
+    def end_session(self, shutdown_seconds: float) -> None:
+        """Record the shut-down that followed run() (report, plot, saved model): it counts
+        towards the budget, and the next session reserves that much time for its own."""
+        self.shutdown_seconds = float(shutdown_seconds)
+        if self._frozen is not None:
+            self._frozen += self.shutdown_seconds
+        self.save_session()
 
     # -- results ----------------------------------------------------------------------------------
     def runs(self) -> list[dict[str, Any]]:

@@ -42,3 +42,4 @@ class StepRecord:
     seconds: float  # wall-clock of the step (model building and checkpointing included)
     elapsed: float  # session clock at the end of the step
     overhead: float  # optimizer seconds (refit + acquisition) before the step
+    recovered: bool = False  # an epoch found in a checkpoint but not in the session (a kill between them)
