@@ -101,6 +101,14 @@ def analyse(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, 
                                           fam["convolutional"], **kw)
         record(rows, per, "Kumar: the AdamW - SGD gap is larger on transformers than on conv nets",
                "(AdamW - SGD) transformer - convolutional", "", stat, 1, s, p)
+        # 1b. The same with every Adam-family run (adam, adamw, adamp: 3x the runs of AdamW alone).
+        adams = is_("opt_group", "adam", "adamw", "adamp")
+        for f in ("transformer", "convolutional"):
+            s, p = aq.group_contrast(done, both(adams, fam[f], backbone), both(sgd, fam[f], backbone), **kw)
+            record(rows, per, "", "Adam family - SGD", f, stat, 0, s, p)
+        s, p = aq.difference_of_contrasts(done, both(adams, backbone), both(sgd, backbone), fam["transformer"],
+                                          fam["convolutional"], **kw)
+        record(rows, per, "", "(Adam family - SGD) transformer - convolutional", "", stat, 0, s, p)
         # 2. Freeze-embedding proxy: the gap without freezing minus the gap with the input side partly frozen.
         unfrozen = both(backbone, lambda t: col("pct_to_freeze")(t) == 0)
         partly = both(backbone, lambda t: col("pct_to_freeze")(t) > 0)

@@ -86,3 +86,14 @@ def test_publish_needs_a_compacted_store(v2, tmp_path):
     store.append_features([{"dataset": "d", "model": "", "name": "n_samples", "value": 1.0}])
     with pytest.raises(SystemExit, match="compact"):
         v2.publish(tmp_path / "store", tmp_path / "dest")
+
+
+def test_seed_copies_the_committed_metadataset_into_an_empty_store_once(v2, tmp_path):
+    from quicktune.metadataset.storage import MetaDatasetStore
+
+    source = v2.V2 if (v2.V2 / "manifest.json").is_file() else v2.V1
+    v2.seed(tmp_path / "s")
+    got, want = MetaDatasetStore(tmp_path / "s").read(), MetaDatasetStore(source, create=False).read()
+    assert sorted(got["run_key"].unique()) == sorted(want["run_key"].unique()) and len(got) == len(want)
+    v2.seed(tmp_path / "s")  # a second call adds nothing
+    assert len(list((tmp_path / "s" / "runs").glob("*.parquet"))) == 1

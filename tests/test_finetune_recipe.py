@@ -34,6 +34,7 @@ def test_quicktune_recorded_values_are_read() -> None:
     ({"bss_reg": 0.1}, "bss_reg"),
     ({"warmup_epochs": 2.5}, "warmup_epochs"),
     ({"opt_betas": "[0.9]"}, "opt_betas"),
+    ({"shced": "cosine"}, "shced"),
 ])
 def test_bad_values_are_refused_in_one_line(extras: dict, words: str) -> None:
     with pytest.raises(ValueError, match=words) as e:

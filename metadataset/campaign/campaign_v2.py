@@ -1,7 +1,7 @@
 """The CPU collection campaign behind metadataset/v2: v1 plus the dimensions v1 never varied.
 
 metadataset/v1 fine-tuned every run with momentum SGD, a cosine schedule, no warm-up, nothing
-frozen and no reference regularisation. v2 starts as a copy of v1 (phase `seed-v1`) and adds, on
+frozen and no reference regularisation. v2 starts as a copy of v1 (phase `seed`) and adds, on
 the same 21 tasks and 4 models (so v1's domain features hold for every v2 run), the runs that
 give the CPU surrogate the new hyperparameters of the fine-tuner:
 
@@ -126,24 +126,26 @@ def random_configs(n: int, seed: int = 2) -> list[dict[str, Any]]:
             out.append(sgd(elr, momentum=0.9 if family == "momentum-sgd" else 0.0, **extra))
     return out
 
-DEFAULT_PHASES = ("seed-v1,core,optimizer,freeze-embedding,random,schedule,l2sp,momentum-0-mobilenetv2,"
+DEFAULT_PHASES = ("seed,core,optimizer,freeze-embedding,random,schedule,l2sp,momentum-0-mobilenetv2,"
                   "optimizer-mobilenetv2,compact")
 
 
-def seed_from_v1(store_root: Path) -> None:
-    """Copy v1's runs and features into an empty v2 store (v2 = v1 + the new runs)."""
+def seed(store_root: Path) -> None:
+    """Copy the committed meta-dataset into an empty scratch store: metadataset/v2 when it has been
+    published (a later session continues the campaign from there), else v1 (v2 = v1 + new runs)."""
     from quicktune.metadataset.storage import MetaDatasetStore
 
     store = MetaDatasetStore(store_root)
     if not store.is_empty():
-        print(f"seed-v1: {store_root} already holds runs; nothing copied", flush=True)
+        print(f"seed: {store_root} already holds runs; nothing copied", flush=True)
         return
-    src = MetaDatasetStore(V1, create=False)
+    source = V2 if (V2 / "manifest.json").is_file() else V1
+    src = MetaDatasetStore(source, create=False)
     runs, feats = src.read(), src.read_features()
     store.append(runs)
     store.append_features(feats)
-    print(f"seed-v1: copied {runs['run_key'].nunique()} runs ({len(runs)} epochs) and {len(feats)} feature rows",
-          flush=True)
+    print(f"seed: copied {runs['run_key'].nunique()} runs ({len(runs)} epochs) and {len(feats)} feature rows "
+          f"from {source.relative_to(REPO)}", flush=True)
 
 
 def collect(args: argparse.Namespace, configs: list[dict[str, Any]], models: list[str]) -> None:
@@ -207,15 +209,15 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     missing = [f for f, _ in v1.TASKS if not (args.data / f).exists()]
     phases = args.phases.split(",")
-    if missing and set(phases) - {"seed-v1", "compact", "publish"}:  # status plans runs: it needs the data too
+    if missing and set(phases) - {"seed", "seed-v1", "compact", "publish"}:  # status plans runs: it needs the data too
         print(f"error: prepare the data first (prepare_data.py --out {args.data}); missing: {sorted(set(missing))}",
               file=sys.stderr)
         return 2
     for phase in phases:
         t0 = time.perf_counter()
         print(f"== phase {phase}", flush=True)
-        if phase == "seed-v1":
-            seed_from_v1(args.out)
+        if phase in ("seed", "seed-v1"):  # seed-v1: the name of the first session's runs
+            seed(args.out)
         elif phase in PHASES or phase == "random":
             collect(args, *phase_configs(phase))
         elif phase == "status":
@@ -225,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         elif phase == "publish":
             publish(args.out, V2)
         else:
-            print(f"error: unknown phase {phase!r}; known: seed-v1, {', '.join(PHASES)}, random, status, compact, "
+            print(f"error: unknown phase {phase!r}; known: seed, {', '.join(PHASES)}, random, status, compact, "
                   "publish",
                   file=sys.stderr)
             return 2

@@ -54,7 +54,7 @@ class FinetuneObjective(Objective):
         num_threads: int | None = None,
         weights_dir: str | os.PathLike[str] | None = None,
         pretrained: bool = True,
-        device: str = "cpu",
+        device: str | None = None,  # None: CUDA when available, else the CPU (see Finetuner)
         skip_unreadable: bool = False,
         source: str = "suggest",
         live_models: int = 2,

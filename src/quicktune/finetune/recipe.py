@@ -85,6 +85,10 @@ class Recipe:
                 continue
             if name in known:
                 kw[name] = value
+            elif name not in _OTHER:
+                # a typo or a hyperparameter this fine-tuner can not run: never silently ignored
+                raise ValueError(f"the fine-tuner does not know extra `{name}`; it runs: "
+                                 f"{', '.join(sorted(known | set(_OTHER)))}")
         r = cls(**{k: _coerce(cls, k, v) for k, v in kw.items()})
         opts = sorted(SGD_OPTIMIZERS | ADAPTIVE_OPTIMIZERS)
         _check(r.optimizer in opts, "optimizer", f"one of {opts}", r.optimizer)

@@ -161,7 +161,11 @@ class Finetuner:
 
     def settings(self) -> dict[str, Any]:
         """What the row's `versions` JSON records about how the run was trained."""
-        return {"image_size": int(self.data.size), "batch_size": self.batch_size, "pretrained": self.pretrained}
+        s: dict[str, Any] = {"image_size": int(self.data.size), "batch_size": self.batch_size,
+                             "pretrained": self.pretrained}
+        if self.device.type != "cpu":  # (CPU rows keep v1's exact settings JSON)
+            s.update(device=self.device.type, amp=self.amp)
+        return s
 
     def rows(self, results: Iterable[EpochResult] | None = None, source: str = "collect") -> list[dict[str, Any]]:
         """RUN_SCHEMA rows of `results` (default: every epoch so far)."""
