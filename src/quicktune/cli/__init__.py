@@ -32,4 +32,10 @@ for _module in (suggest_cmd, collect_cmd, metatrain_cmd, benchmark_cmd, metadata
 
 
 def main() -> None:
+    """The `quicktune` script and `python -m quicktune.cli`: the process was started for this
+    command, so its clock (a suggest budget) starts at the process start."""
+    from quicktune.cli import _common
+    from quicktune.proctime import process_start
+
+    _common.COMMAND_START = process_start()
     app()

@@ -19,6 +19,10 @@ console = Console(stderr=True)
 
 EXIT_BAD_INPUT = 2
 
+# time.perf_counter() at the start of the command as the user sees it: the process start when
+# run as a program (set by quicktune.cli.main), else (the app invoked in-process) None.
+COMMAND_START: float | None = None
+
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     """Print `error: message` on one line (no traceback) and exit with `code`."""

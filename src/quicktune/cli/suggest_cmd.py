@@ -167,9 +167,11 @@ def suggest_cmd(
     from quicktune.data import DataError
     from quicktune.hub import HubError
 
-    from quicktune.proctime import process_start
+    from quicktune.cli import _common
+    from quicktune.suggest.search import SHUTDOWN_RESERVE
 
-    clock = process_start()  # the budget is wall-clock from the user's Enter: start-up and imports count
+    # The budget is wall-clock from the user's Enter: the process start-up and imports count.
+    clock = _common.COMMAND_START if _common.COMMAND_START is not None else time.perf_counter()
     try:
         budget_s = parse_duration(budget)
     except ValueError as e:
@@ -248,7 +250,8 @@ def suggest_cmd(
 
     try:
         search = qs.Search(sur, configs, target, feats, budget_seconds=budget_s, max_epochs=horizon, workdir=wd,
-                           seed=seed, batch_size=batch_size or settings["batch_size"], threads=threads, clock_start=clock)
+                           seed=seed, batch_size=batch_size or settings["batch_size"], threads=threads, clock_start=clock,
+                           reserve_seconds=SHUTDOWN_RESERVE)
         with err.status("reading the work dir ..."):
             resumed = search.resume()
     except (qs.SuggestError, DataError, HubError) as e:

@@ -27,14 +27,24 @@ from quicktune.suggest.session import (
 from quicktune.suggest.target import Target, TaskFeatures
 
 
-SHUTDOWN_RESERVE = 3.0  # seconds kept for the shut-down before one was measured
+SHUTDOWN_RESERVE = 3.0  # the CLI's reserve for its shut-down before one was measured (seconds)
+
+
+_HELD: dict[str, Any] = {}  # work dir -> its lock, held by this process until it exits
 
 
 def _lock_workdir(workdir: Path) -> Any:
+    """Refuse a work dir another process is searching in. The lock is kept until this process
+    exits (the kernel releases it then, kill -9 included); a later Search in this same process
+    (e.g. resuming in a notebook) reuses it."""
     from quicktune.runlock import Busy, FileLock
 
+    key = str(workdir.resolve())
+    if key in _HELD:
+        return _HELD[key]
     try:
-        return FileLock(workdir / ".lock", wait=False).acquire()
+        _HELD[key] = FileLock(workdir / ".lock", wait=False).acquire()
+        return _HELD[key]
     except Busy as e:
         raise SuggestError(f"another quicktune suggest is running in {workdir} ({str(e).split('(')[-1].rstrip(')')}); "
                            "wait for it to end, or pass another --workdir") from None
@@ -108,9 +118,8 @@ class Search:
         self._lock = _lock_workdir(self.workdir)  # one search per work dir (released on exit, even kill -9)
         self._load_session()  # refuses a work dir of another search before anything is written
         # Time kept for the shut-down (report, plot, saving the model), so the whole command ends
-        # within the budget: the last session's measured shut-down, or a default before any.
-        self.reserve = float(reserve_seconds if reserve_seconds is not None
-                             else max(SHUTDOWN_RESERVE, 1.25 * (self.shutdown_seconds or 0.0)))
+        # within the budget: `reserve_seconds`, or more when the last session measured more.
+        self.reserve = max(float(reserve_seconds or 0.0), 1.25 * float(self.shutdown_seconds or 0.0))
 
         if threads:
             torch.set_num_threads(int(threads))
