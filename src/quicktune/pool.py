@@ -188,10 +188,11 @@ class _RayWorker:
 
 
 class RayPool(WorkerPool):
-    """`workers` Ray actors (`threads` CPUs each, one GPU each when `gpus`), on the cluster at
-    `address` (None: $RAY_ADDRESS if set, else a local Ray sized to the workers)."""
+    """`workers` Ray actors (`threads` CPUs each, one GPU each when `gpus`; None: when the
+    cluster has GPUs), on the cluster at `address` (None: $RAY_ADDRESS if set, else a local Ray
+    sized to the workers)."""
 
-    def __init__(self, factory: ObjectiveFactory, workers: int, threads: int = 1, gpus: int = 0,
+    def __init__(self, factory: ObjectiveFactory, workers: int, threads: int = 1, gpus: int | None = 0,
                  address: str | None = None) -> None:
         try:
             import ray
@@ -216,6 +217,8 @@ class RayPool(WorkerPool):
             except Exception as e:  # ConnectionError and Ray's own errors for a wrong address
                 raise PoolError(f"could not start or join Ray{f' at {address}' if address else ''}: {_one_line(e)}") from None
             self._started = True
+        if gpus is None:
+            gpus = int(ray.cluster_resources().get("GPU", 0))
         actor = ray.remote(_RayWorker).options(num_cpus=max(1, int(threads)), num_gpus=1 if gpus else 0)
         self._actors = [actor.remote(factory, max(1, int(threads))) for _ in range(workers)]
         self._idle = list(self._actors)
@@ -262,12 +265,16 @@ class RayPool(WorkerPool):
             self._started = False
 
 
-def make_pool(executor: str, factory: ObjectiveFactory, workers: int, threads: int = 1, gpus: int = 0,
+def make_pool(executor: str, factory: ObjectiveFactory, workers: int, threads: int = 1, gpus: int | None = 0,
               address: str | None = None) -> WorkerPool:
-    """`executor` "local" (processes) or "ray"."""
+    """`executor` "local" (processes; `gpus` None: this machine's) or "ray" (None: the cluster's)."""
     if executor == "local":
         if address:
             raise PoolError(f"a Ray address is only used with the ray executor, but got executor={executor!r}")
+        if gpus is None:
+            import torch
+
+            gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         return ProcessPool(factory, workers, threads, gpus)
     if executor == "ray":
         return RayPool(factory, workers, threads, gpus, address)

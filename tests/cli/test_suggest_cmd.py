@@ -149,3 +149,63 @@ def test_bad_input_is_one_line_exit_2_and_no_traceback(env: Env, tmp_path: Path,
     err_lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert err_lines[-1].startswith("error:") and word in r.stderr.replace("\n", " ")
     assert r.stdout == ""
+
+
+# -- suggest --workers N: killed for real (kill -9 of the search and its workers) and resumed -----
+def _parallel_cmd(env: Env, work: Path) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "quicktune.cli", "suggest", "--data", str(env.data), "--surrogate", str(env.surrogate),
+            "--weights-dir", str(env.weights), "--epochs", "2", "--candidates", "4", "--workdir", str(work),
+            "--budget", "10m", "--workers", "2", "--threads", "1", "--json"]
+
+
+def test_a_killed_parallel_search_restarts_its_pending_runs_from_their_last_epoch(env: Env, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    work, session = tmp_path / "work", tmp_path / "work" / "session.json"
+    src = Path(__file__).resolve().parents[2] / "src"
+    envvars = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(_parallel_cmd(env, work), env=envvars, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state: dict = {}
+    deadline = time.monotonic() + 300
+    try:  # once 2 steps are logged and 2 runs are in flight: kill -9 the search and its workers
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                state = json.loads(session.read_text())
+            except (OSError, ValueError):
+                state = {}
+            if len(state.get("steps", [])) >= 2 and len(state.get("pending", [])) == 2:
+                break
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert len(state.get("pending", [])) == 2, f"the search ended before the kill: {state.get('stop_reason')}"
+    killed = json.loads(session.read_text())
+    pending = {(c, e) for c, e in killed["pending"]}
+    before = len(killed["steps"])
+
+    r = subprocess.run(_parallel_cmd(env, work), env=envvars, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads(r.stdout)
+    assert report["stop_reason"] == "every candidate is finished" and report["sessions"] == 2
+    steps = [(s["config_id"], s["epoch"]) for s in report["step_log"]]
+    assert len(steps) == len(set(steps)), "an epoch was trained twice"
+    runs = {r["config_id"]: r for r in report["runs"]}
+    assert len(runs) == 8 and all(r["epochs"] == 2 and len(r["curve"]) == 2 for r in runs.values())
+    # Every epoch is in the step log, except one whose checkpoint was written just before the kill
+    # (its run then continued from it: nothing was retrained).
+    missing = {(c, e) for c in runs for e in (1, 2)} - set(steps)
+    assert missing <= pending
+    # The runs in flight at the kill were restarted from their last epoch, before any new trial.
+    new = steps[before:]
+    restarted = pending - missing
+    assert restarted <= set(new)
+    if len(restarted) == 2:  # both took the two workers first: the first result is one of them
+        assert new[0] in restarted
+    assert json.loads(session.read_text())["pending"] == []

@@ -40,3 +40,17 @@ def test_threads_are_split_and_bad_executors_are_refused(tmp_path: Path):
         make_pool("local", factory, 2, address="ray://head:10001")
     with pytest.raises(ValueError, match="workers <= gpus"):
         ProcessPool(factory, workers=3, gpus=2)
+
+
+def test_the_gpu_smoke_script_says_it_skipped_without_cuda(monkeypatch, capsys):
+    import importlib.util
+
+    import torch
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_smoke.py"
+    spec = importlib.util.spec_from_file_location("gpu_smoke", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert module.main([]) == 0
+    assert capsys.readouterr().out == "skipped: no CUDA\n"

@@ -16,6 +16,7 @@ import pandas as pd
 from quicktune.benchmark.folds import fold_contexts
 from quicktune.benchmark.methods import FoldContext, Method, MethodContext, get_method
 from quicktune.benchmark.replay import ReplayObjective
+from quicktune.benchmark.simulated import simulate
 from quicktune.benchmark.stats import LONG_COLUMNS, BenchmarkResult, time_grid
 from quicktune.metadataset.tabular import CurveTable, TaskCurves
 
@@ -64,53 +65,23 @@ def run_experiment(
     budget_s: float,
     fold: FoldContext,
     stall_steps: int = 10_000,
+    workers: int = 1,
 ) -> RunResult:
-    """Replay one (method, dataset, seed) job until the clock passes `budget_s` or the optimizer
-    has nothing left. `stall_steps` consecutive trials that train no new epoch end the job (an
-    optimizer stuck re-asking finished epochs would otherwise never advance the clock)."""
+    """Replay one (method, dataset, seed) job with `workers` simulated asynchronous workers
+    (`quicktune.benchmark.simulated`; 1: ask, train, tell in turn) until the clock passes
+    `budget_s` or the optimizer has nothing left. `stall_steps` consecutive trials that train no
+    new epoch end the job (an optimizer stuck re-asking finished epochs would otherwise never
+    advance the clock)."""
     method = get_method(method) if isinstance(method, str) else method
     objective = ReplayObjective(task)
     t0 = time.perf_counter()
     opt = method.make(objective.space, objective.max_epochs, seed, MethodContext(task, fold, seed))
     setup_s = time.perf_counter() - t0
-
-    clock, best = 0.0, math.nan
-    times: list[float] = []
-    incumbents: list[float] = []
-    overhead: list[float] = []
-    n_trials, idle, stop = 0, 0, "budget"
-    while clock < budget_s:
-        t0 = time.perf_counter()
-        trial = opt.ask()
-        ask_s = time.perf_counter() - t0
-        if trial is None:
-            stop = "exhausted"
-            break
-        obs = objective.evaluate(trial)
-        first_new = len(obs.curve) - len(obs.epoch_seconds)
-        for j, sec in enumerate(obs.epoch_seconds):
-            clock += sec
-            v = obs.curve[first_new + j]
-            if not math.isnan(v) and (math.isnan(best) or v > best):
-                best = v
-            times.append(clock)
-            incumbents.append(best)
-        t0 = time.perf_counter()
-        opt.tell(obs)
-        overhead.append(ask_s + time.perf_counter() - t0)
-        n_trials += 1
-        idle = 0 if obs.epoch_seconds else idle + 1
-        if idle >= stall_steps:
-            stop = "stalled"
-            break
-    # The last trial may run past the budget (a full run is one trial); its later epochs are not
-    # part of the experiment.
-    within = int(np.searchsorted(times, budget_s, side="right"))
+    sim = simulate(opt, objective, budget_s, workers=workers, stall_steps=stall_steps)
     return RunResult(
-        method=method.name, dataset=task.dataset, fold=fold.fold, seed=seed,
-        times=np.asarray(times[:within], dtype=float), incumbents=np.asarray(incumbents[:within], dtype=float),
-        overhead=np.asarray(overhead, dtype=float), setup_s=setup_s, n_trials=n_trials,
-        simulated_s=clock, stop=stop,
+        method=method.name, dataset=task.dataset, fold=fold.fold, seed=seed, times=sim.times,
+        incumbents=sim.incumbents, overhead=sim.overhead, setup_s=setup_s, n_trials=sim.n_trials,
+        simulated_s=sim.simulated_s, stop=sim.stop,
     )
 
 
@@ -133,9 +104,10 @@ def _prepare_job(method: str, fold_dataset: str) -> str:
     return method
 
 
-def _run_job(method: str, dataset: str, seed: int, budget_s: float) -> RunResult:
+def _run_job(method: str, dataset: str, seed: int, budget_s: float, simulated_workers: int = 1) -> RunResult:
     task = _WORKER["table"].task(dataset)
-    return run_experiment(_WORKER["methods"][method], task, seed, budget_s, _WORKER["contexts"][dataset])
+    return run_experiment(_WORKER["methods"][method], task, seed, budget_s, _WORKER["contexts"][dataset],
+                          workers=simulated_workers)
 
 
 def run_benchmark(
@@ -151,12 +123,18 @@ def run_benchmark(
     progress: Callable[[str, int, int], None] | None = None,
     threads_per_worker: int = 1,
     report_at: Sequence[float] | None = None,
+    workers_simulated: int = 1,
 ) -> BenchmarkResult:
     """Run every (method, dataset, seed) job and evaluate regret on the time grid.
+
+    `workers` is how many jobs run at once on this machine; `workers_simulated` how many
+    asynchronous workers each job's simulated clock runs (the search's own parallelism).
 
     `progress(stage, done, total)` is called as jobs finish (stage "prepare" for per-fold method
     preparation, then "run"). Results do not depend on `workers` or on completion order.
     """
+    if workers_simulated < 1:
+        raise ValueError(f"`workers_simulated >= 1` must hold, but got {workers_simulated=}")
     resolved = {m: get_method(m) for m in methods}
     datasets = list(table.datasets if datasets is None else datasets)
     unknown = [d for d in datasets if d not in table.datasets]
@@ -186,7 +164,7 @@ def run_benchmark(
                 _prepare_job(m, d)
                 progress and progress("prepare", i + 1, len(prep))
             for i, (m, d, s) in enumerate(jobs):
-                results.append(_run_job(m, d, s, budget_s))
+                results.append(_run_job(m, d, s, budget_s, workers_simulated))
                 progress and progress("run", i + 1, len(jobs))
         finally:
             _WORKER.clear()
@@ -200,7 +178,7 @@ def run_benchmark(
             for i, fut in enumerate(as_completed(futures)):
                 fut.result()
                 progress and progress("prepare", i + 1, len(prep))
-            futures = [pool.submit(_run_job, m, d, s, budget_s) for m, d, s in jobs]
+            futures = [pool.submit(_run_job, m, d, s, budget_s, workers_simulated) for m, d, s in jobs]
             for i, fut in enumerate(as_completed(futures)):
                 results.append(fut.result())
                 progress and progress("run", i + 1, len(jobs))
@@ -229,4 +207,5 @@ def run_benchmark(
         overhead={m: np.concatenate(v) if v else np.zeros(0) for m, v in overhead.items()},
         methods=list(resolved), datasets=datasets, seeds=seeds,
         report_at=[float(t) for t in report_at] if report_at is not None else None,
+        workers_simulated=int(workers_simulated),
     )

@@ -59,6 +59,7 @@ class BenchmarkResult:
     datasets: list[str]
     seeds: list[int]
     report_at: list[float] | None = None  # custom report times (seconds); None: 1h/4h/16h
+    workers_simulated: int = 1  # asynchronous workers of each job's simulated clock
 
     @property
     def report(self) -> dict[str, float]:
@@ -118,6 +119,7 @@ def summarize(result: BenchmarkResult, n_boot: int = 1000) -> tuple[pd.DataFrame
         "report_times_s": rt,
         "datasets": result.datasets,
         "seeds": result.seeds,
+        "workers_simulated": result.workers_simulated,
         "regret": "(best_in_dataset - incumbent) / (best_in_dataset - worst_in_dataset); 1 before any observation",
         "ci": "95% stratified bootstrap over seeds within each dataset (1000 resamples)",
         "methods": {},

@@ -19,11 +19,13 @@ def benchmark(
         "--metadataset", help="A meta-dataset store or a Quick-Tune-format folder (default: the embedded CPU meta-dataset).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Directory for the CSVs, the JSON summary and the PNGs.")] = Path("benchmark-results"),
     budget: Annotated[str, typer.Option("--budget", help="Simulated wall-clock budget of recorded compute per run, e.g. 30m, 4h, 16h.")] = "4h",
-    methods: Annotated[str, typer.Option("--methods", help="Comma-separated method names: random, grid, hyperband, sh, or any registered in quicktune.benchmark.methods.")] = "random,grid,hyperband",
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated method names: random, grid, hyperband, sh, asha, hyperband-async, quicktune, or any registered in quicktune.benchmark.methods.")] = "random,grid,hyperband",
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per (method, dataset): 0 .. N-1.")] = 5,
     datasets: Annotated[Optional[str], typer.Option("--datasets", help="Comma-separated datasets (default: all).")] = None,
     folds: Annotated[int, typer.Option("--folds", help="Leave-datasets-out folds (meta-learned methods train on the others).")] = 5,
-    workers: Annotated[int, typer.Option("--workers", help="Parallel worker processes.")] = 1,
+    workers: Annotated[int, typer.Option("--workers", help="Parallel worker processes (jobs replayed at once on this machine).")] = 1,
+    workers_simulated: Annotated[int, typer.Option(
+        "--workers-simulated", help="Asynchronous workers of each search on the simulated clock (an event queue on recorded epoch times).")] = 1,
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Per-fold artefacts of meta-learned methods (default: OUT/cache).")] = None,
     grid_points: Annotated[int, typer.Option("--grid-points", help="Log-spaced times regret is recorded at.")] = 100,
     report_at: Annotated[Optional[str], typer.Option(
@@ -53,7 +55,8 @@ def benchmark(
     if unknown:
         fail(f"--methods: unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
     names = list(dict.fromkeys(names))
-    for flag, value in (("--seeds", seeds), ("--folds", folds), ("--workers", workers), ("--grid-points", grid_points)):
+    for flag, value in (("--seeds", seeds), ("--folds", folds), ("--workers", workers), ("--workers-simulated", workers_simulated),
+                        ("--grid-points", grid_points)):
         if value < 1:
             fail(f"{flag} must be >= 1, but got {value}")
     if metadataset is None:
@@ -98,7 +101,7 @@ def benchmark(
         result = run_benchmark(
             table, names, budget_s, datasets=chosen, seeds=range(seeds), n_folds=folds, workers=workers,
             cache_dir=cache_dir if cache_dir is not None else out / "cache", grid_points=grid_points,
-            progress=progress, report_at=report_s,
+            progress=progress, report_at=report_s, workers_simulated=workers_simulated,
         )
     try:
         paths = write_outputs(result, out, prefix="benchmark")
@@ -108,7 +111,8 @@ def benchmark(
     summary, _ = summarize(result)
     avg = summary[summary["dataset"] == "ALL"]
     labels = list(dict.fromkeys(avg["time"]))
-    t = Table(title=f"mean normalized regret over {len(result.datasets)} dataset(s) x {seeds} seed(s) [95% CI]")
+    sim = f", {workers_simulated} simulated workers" if workers_simulated > 1 else ""
+    t = Table(title=f"mean normalized regret over {len(result.datasets)} dataset(s) x {seeds} seed(s){sim} [95% CI]")
     t.add_column("method")
     for lab in labels:
         t.add_column(f"@{lab}", justify="right")

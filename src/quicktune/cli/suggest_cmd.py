@@ -58,8 +58,10 @@ class _Dashboard:
                                       f"({last.seconds:.1f}s)")
         cur = s.current
         if cur is not None:
+            others = len(s.optimizer.pending) - 1
             grid.add_row("training", f"{cur['model']}  ELR {cur['elr']:.3g} epoch {cur['epoch']} "
-                                     f"({time.perf_counter() - cur['started']:.0f}s, predicted {cur['predicted_seconds']:.0f}s)")
+                                     f"({time.perf_counter() - cur['started']:.0f}s, predicted {cur['predicted_seconds']:.0f}s)"
+                                     + (f" and {others} more run{'s' if others > 1 else ''}" if others > 0 else ""))
         return grid
 
 
@@ -146,7 +148,17 @@ def suggest_cmd(
         "--candidates", help="Hyperparameter configs (ELR, weight decay, momentum) per model, a Sobol design.")] = 32,
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", help="Training batch size (default: the surrogate's meta-training setting, else 32).")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", help="Torch threads (default: torch's choice).")] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", help="Torch threads (per worker with --workers; default: torch's choice, or the cores split "
+        "among the workers).")] = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", help="Fine-tuning runs at once: one per GPU (CUDA_VISIBLE_DEVICES), or N CPU processes with "
+        "the threads split among them.")] = 1,
+    executor: Annotated[str, typer.Option(
+        "--executor", help="local (processes on this machine) or ray (Ray actors; the work dir must be on a "
+        "filesystem every node reaches).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(
+        "--ray-address", help="The Ray cluster to join (default: $RAY_ADDRESS, else a local Ray for this search).")] = None,
     skip_unreadable: Annotated[bool, typer.Option(
         "--skip-unreadable", help="Skip unreadable images (listed) instead of stopping.")] = False,
 ) -> None:
@@ -177,9 +189,14 @@ def suggest_cmd(
     except ValueError as e:
         fail(f"--budget: {e}")
     for name, value, low in (("--top", top, 1), ("--candidates", candidates, 1), ("--epochs", epochs, 1),
-                             ("--batch-size", batch_size, 2), ("--threads", threads, 1), ("--seed", seed, 0)):
+                             ("--batch-size", batch_size, 2), ("--threads", threads, 1), ("--workers", workers, 1),
+                             ("--seed", seed, 0)):
         if value is not None and value < low:
             fail(f"`{name} >= {low}` must hold, but got {value}")
+    if executor not in ("local", "ray"):
+        fail(f"--executor must be 'local' or 'ray', but got {executor!r}")
+    if ray_address is not None and executor != "ray":
+        fail(f"--ray-address is only used with --executor ray, but got --executor {executor}")
     if max_image_size is not None and not 4 <= max_image_size <= 4096:
         fail(f"`4 <= --max-image-size <= 4096` must hold, but got {max_image_size}")
     try:
@@ -263,6 +280,22 @@ def suggest_cmd(
     if resumed:
         err.print(f"resuming {wd}: {resumed} epochs already trained, {_clock(search.elapsed_before)} of "
                   f"{_clock(budget_s)} used before", highlight=False, soft_wrap=True)
+    run = search.run
+    if workers > 1 or executor == "ray":
+        from quicktune.pool import PoolError, make_pool, split_threads
+        from quicktune.suggest.parallel import run_parallel
+
+        per_worker = threads or split_threads(workers)
+        try:
+            with err.status(f"starting {workers} {executor} worker{'s' if workers > 1 else ''} ..."):
+                pool = make_pool(executor, search.objective_factory(per_worker), workers, per_worker, gpus=None,
+                                 address=ray_address)
+        except (PoolError, ValueError) as e:
+            fail(f"--workers {workers} --executor {executor}: {e}")
+
+        def run() -> str:
+            return run_parallel(search, pool)
+
     interrupted = False
     live = Live(_Dashboard(search), console=err, refresh_per_second=2, transient=False)
     # A plain `kill` (SIGTERM) stops like Ctrl-C: the session is saved with the time spent and the
@@ -270,9 +303,11 @@ def suggest_cmd(
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         with live:
-            search.run()
+            run()
     except KeyboardInterrupt:
         interrupted = True
+    except qs.SuggestError as e:  # a run failed in a worker: the session is saved, a rerun restarts it
+        fail(str(e), code=1)
     finally:
         signal.signal(signal.SIGTERM, previous)
     t_stop = time.perf_counter()

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from quicktune.protocol import Observation, Trial
 from quicktune.space import Config
 from quicktune.suggest.candidates import candidates_fingerprint
 from quicktune.suggest.errors import SuggestError
@@ -116,6 +117,7 @@ class Search:
         self.sessions = 0
         self.shutdown_seconds: float | None = None  # what the last session's shut-down took
         self._lock = _lock_workdir(self.workdir)  # one search per work dir (released on exit, even kill -9)
+        self.restart: list[Trial] = []
         self._load_session()  # refuses a work dir of another search before anything is written
         # Time kept for the shut-down (report, plot, saving the model), so the whole command ends
         # within the budget: `reserve_seconds`, or more when the last session measured more.
@@ -127,11 +129,14 @@ class Search:
         # surrogate's saved extra spec so they match meta-training (the surrogate re-encodes them
         # itself from its space state; this space lists the candidates and their models).
         self.space = SearchSpace(self.configs, extra_spec=surrogate.space_state["extra_spec"])
-        self.objective = FinetuneObjective(
-            self.space, target.spec, self.max_epochs, self.workdir, self.seed, max_image_size=target.max_image_size,
-            batch_size=self.batch_size, num_threads=threads, weights_dir=target.weights_dir, pretrained=pretrained,
-            skip_unreadable=target.skip_unreadable, keep_finished_models=True,
+        # Kept so that worker processes (`objective_factory`) build the very same objective.
+        self._objective_args = dict(
+            space=self.space, data=target.spec, max_epochs=self.max_epochs, workdir=self.workdir, seed=self.seed,
+            max_image_size=target.max_image_size, batch_size=self.batch_size, num_threads=threads,
+            weights_dir=target.weights_dir, pretrained=pretrained, skip_unreadable=target.skip_unreadable,
+            keep_finished_models=True,
         )
+        self.objective = FinetuneObjective(**self._objective_args)
         self.optimizer = QuickTune(
             self.space, self.max_epochs, self.seed, surrogate=surrogate, dataset_features=features.dataset,
             pair_features=features.pairs, model_descriptors=features.models, refit_steps=refit_steps,
@@ -139,6 +144,7 @@ class Search:
         self.stop_reason: str | None = None
         self.current: dict[str, Any] | None = None  # the step in progress (for a live display)
         self.resumed_epochs = 0
+        self._predicted: dict[int, float] = {}  # config id -> predicted seconds of its running step
 
     # -- the clock --------------------------------------------------------------------------------
     @property
@@ -175,6 +181,8 @@ class Search:
         self.trace = list(state.get("trace", []))
         self.sessions = int(state.get("sessions", 0))
         self.shutdown_seconds = state.get("shutdown_seconds")
+        # Trials that were running when the last session ended (a kill): restarted first.
+        self.restart = [Trial(int(c), int(e)) for c, e in state.get("pending", [])]
 
     def save_session(self) -> None:
         _atomic_json(
@@ -183,6 +191,7 @@ class Search:
                 "budget_seconds": self.budget, "elapsed_seconds": self.elapsed, "sessions": self.sessions,
                 "steps": [vars(s) for s in self.steps], "trace": self.trace,
                 "stop_reason": self.stop_reason, "shutdown_seconds": self.shutdown_seconds, "saved_at": time.time(),
+                "pending": sorted([t.config_id, t.epoch] for t in self.optimizer.pending.values()),
             },
             self.session_path,
         )
@@ -248,55 +257,106 @@ class Search:
     def epochs_trained(self) -> int:
         return sum(len(c) for c in self.optimizer.curves.values())
 
+    # -- one step, shared by the one-worker loop (`run`) and the pool (`suggest.parallel`) ----------
+    def stop_before_ask(self) -> str | None:
+        """Why no further step may start now ("budget"), or None; `reserve` seconds are kept for
+        the shut-down. Until one epoch is trained the search goes on whatever the set-up cost: a
+        search that reports nothing helps no one."""
+        if self.elapsed + self.reserve >= self.budget and self.epochs_trained > 0:
+            return "budget"
+        return None
+
+    def next_trial(self) -> tuple[Trial | None, float]:
+        """(the next trial, optimizer seconds): first the runs that were in flight when the last
+        session was killed (continued from their last checkpointed epoch), then the optimizer's
+        choice; the trial is pending in the optimizer from here on."""
+        while self.restart:
+            t = self.restart.pop(0)
+            if self.optimizer.can_propose(t.config_id) and self.optimizer.epochs_done(t.config_id) < t.epoch:
+                self.optimizer.add_pending(t)
+                return t, 0.0
+        t0 = time.perf_counter()
+        trial = self.optimizer.ask()
+        return trial, time.perf_counter() - t0
+
+    def refuse(self, trial: Trial) -> str | None:
+        """Why `trial` must not start ("next step would overrun the budget"), or None; a refused
+        trial is released from the optimizer's pending set."""
+        predicted = self.predicted_step_seconds(trial.config_id)
+        if self.epochs_trained > 0 and self.elapsed + predicted + self.reserve > self.budget:
+            self.optimizer.release(trial)
+            return "next step would overrun the budget"
+        self._predicted[trial.config_id] = predicted
+        return None
+
+    def started(self, trial: Trial) -> None:
+        """A trial is about to train: saved as pending (a kill restarts it) and shown."""
+        c = self.configs[trial.config_id]
+        self.current = {"config_id": trial.config_id, "model": c.model, "elr": c.elr, "epoch": trial.epoch,
+                        "predicted_seconds": self._predicted.get(trial.config_id, math.nan), "started": time.perf_counter()}
+        self.save_session()
+        self._emit("step_start")
+
+    def record(self, trial: Trial, obs: Observation, overhead: float) -> None:
+        """Tell the optimizer a finished trial, log the step, save the session."""
+        self.optimizer.tell(obs)
+        if self.current is not None and self.current["config_id"] == trial.config_id:
+            self.current = None
+        acc = obs.curve[-1] if obs.curve else math.nan
+        self.steps.append(StepRecord(len(self.steps) + 1, trial.config_id, obs.epochs, float(acc),
+                                     float(obs.seconds), self.elapsed, overhead))
+        self._update_trace(step=len(self.steps))
+        self.save_session()
+        self._emit("step")
+
+    def objective_factory(self, threads: int | None = None) -> Callable[[], Any]:
+        """A picklable factory of this search's objective for a worker process: same work dir and
+        settings, `threads` torch threads, the worker's GPU when it sees one, and no run kept in
+        memory between trials (another worker may have continued it since: every trial starts
+        from the run's checkpoint)."""
+        import functools
+
+        return functools.partial(_worker_objective, {**self._objective_args, "num_threads": threads, "live_models": 0})
+
+    def begin(self) -> None:
+        self.sessions += 1
+        self._emit("start")
+
+    def end(self, reason: str, interrupted: bool = False) -> str:
+        self.stop_reason = reason
+        self.current = None
+        self._frozen = self.elapsed
+        self.save_session()
+        if not interrupted:
+            self._emit("stop")
+        return reason
+
     def run(self) -> str:
         """Search until the budget is used; returns why it stopped: "budget", "next step would
         overrun the budget" or "every candidate is finished". A step is not started when the
         budget is used or the step is predicted to overrun it, except that a search with no epoch
         trained yet always trains one. A KeyboardInterrupt saves the session (the interrupted
-        epoch's time counts, its work is lost) and propagates."""
-        self.sessions += 1
-        self._emit("start")
+        epoch's time counts, its work is lost; its run restarts from its last epoch on a rerun)
+        and propagates. `quicktune.suggest.parallel.run_parallel` is the same loop on N workers."""
+        self.begin()
         try:
             while True:
-                # Until one epoch is trained, the search goes on whatever the set-up cost or the
-                # first step is predicted to cost: a search that reports nothing helps no one.
-                if self.elapsed + self.reserve >= self.budget and self.epochs_trained > 0:
-                    self.stop_reason = "budget"
+                reason = self.stop_before_ask()
+                if reason:
                     break
-                t_ask = time.perf_counter()
-                trial = self.optimizer.ask()
-                overhead = time.perf_counter() - t_ask
+                trial, overhead = self.next_trial()
                 if trial is None:
-                    self.stop_reason = "every candidate is finished"
+                    reason = "every candidate is finished"
                     break
-                predicted = self.predicted_step_seconds(trial.config_id)
-                if self.epochs_trained > 0 and self.elapsed + predicted + self.reserve > self.budget:
-                    self.stop_reason = "next step would overrun the budget"
+                reason = self.refuse(trial)
+                if reason:
                     break
-                c = self.configs[trial.config_id]
-                self.current = {"config_id": trial.config_id, "model": c.model, "elr": c.elr, "epoch": trial.epoch,
-                                "predicted_seconds": predicted, "started": time.perf_counter()}
-                self._emit("step_start")
-                self.save_session()  # the clock so far: a kill -9 during the step loses at most the step's time
-                obs = self.objective.evaluate(trial)
-                self.optimizer.tell(obs)
-                self.current = None
-                acc = obs.curve[-1] if obs.curve else math.nan
-                self.steps.append(StepRecord(len(self.steps) + 1, trial.config_id, obs.epochs, float(acc),
-                                             float(obs.seconds), self.elapsed, overhead))
-                self._update_trace(step=len(self.steps))
-                self.save_session()
-                self._emit("step")
+                self.started(trial)
+                self.record(trial, self.objective.evaluate(trial), overhead)
         except KeyboardInterrupt:
-            self.stop_reason = "interrupted"
-            self.current = None
-            self._frozen = self.elapsed
-            self.save_session()
+            self.end("interrupted", interrupted=True)
             raise
-        self._frozen = self.elapsed
-        self.save_session()
-        self._emit("stop")
-        return self.stop_reason
+        return self.end(reason)
 
     def end_session(self, shutdown_seconds: float) -> None:
         """Record the shut-down that followed run() (report, plot, saved model): it counts
@@ -363,3 +423,10 @@ class Search:
         ft = self.objective.finetuner(inc["config_id"])
         path = ft.save_model(weights_dir, name)
         return path.stem, path
+
+
+def _worker_objective(kwargs: dict[str, Any]) -> Any:
+    """The objective of one worker; on the GPU it was given (CUDA_VISIBLE_DEVICES), if any."""
+    from quicktune.objective import FinetuneObjective
+
+    return FinetuneObjective(**kwargs, device="cuda" if torch.cuda.is_available() else "cpu")
