@@ -4,9 +4,11 @@ held-out task at an equal wall-clock budget (issue 5, item 5a).
 Design
 ------
 Target and held-out surrogate
-    The target is /work/data/animal-mnist:shots=50,vshots=30 (meta-dataset name
+    The target is <data>/animal-mnist:shots=50,vshots=30,test=0.2 (task name
     "animal-mnist/k50-vk30": 10 classes, 50 training images a class, 30 validation images a
-    class, 28 px grey images resized to each model's training size). The whole animal-mnist
+    class drawn from the 20% of train/ the data layer splits off for validation, and its test/
+    folder, 100 images a class, as the test split no method ever sees; 28 px grey images resized
+    to each model's training size). The whole animal-mnist
     family (both of its tasks in metadataset/v1, the 5-class subset too) is removed from the
     meta-dataset before meta-training, so the surrogate has seen no curve of the target nor of
     a sibling task. Animal-MNIST is also the family with the most distinct content in v1 (animal
@@ -56,8 +58,11 @@ Metric
     seed and as the mean over seeds, with the epochs and configs trained by B and the final best
     config; and a normalized regret (oracle - incumbent) / (oracle - chance) where the oracle of
     a seed is the best accuracy any method found in that seed (same candidates and run seed) and
-    chance = 1 / classes. The accuracy is the one the search selects on (validation); there is
-    no separate test evaluation.
+    chance = 1 / classes. That accuracy is the one the search selects on (validation), biased
+    upwards; so after the budget (untimed) the selected (config, epoch) - the first epoch with the
+    best validation accuracy within the budget - is evaluated on the test split with the weights of
+    that epoch (kept by `Finetuner(keep_best=True)`, as `suggest` does), with a Wilson 95%
+    interval (`quicktune.estimate`): the unbiased estimate.
 
 Usage
 -----
@@ -92,7 +97,7 @@ sys.path.insert(0, str(REPO / "metadataset" / "campaign"))
 import campaign_v1  # noqa: E402  (the campaign's models and training settings: one source of truth)
 
 METHODS = ("quicktune", "random", "grid")
-TARGET_FOLDER, TARGET_OPTIONS = "animal-mnist", "shots=50,vshots=30"
+TARGET_FOLDER, TARGET_OPTIONS = "animal-mnist", "shots=50,vshots=30,test=0.2"
 HELD_OUT_FAMILY = "animal-mnist"  # every meta-dataset task whose name starts with "animal-mnist/"
 MODELS = list(campaign_v1.MODELS)
 EPOCHS = campaign_v1.EPOCHS
@@ -104,7 +109,7 @@ THREADS = 1
 META_TRAIN = {"steps": 4000, "seed": 0, "batch_size": 64, "lr": 3e-3, "val_fraction": 0.2}
 CACHE_ROOT = Path.home() / ".cache" / "quicktune" / "bench-suggest-vs-baselines"
 PREFIX = "suggest_vs_baselines"
-JOB_VERSION = 1
+JOB_VERSION = 2  # 2: a test split (test/ folder), validation split off train, test accuracy of the selection
 
 
 # ------------------------------------------------------------------------------------------------
@@ -210,6 +215,7 @@ def run_job(identity: dict, jobdir: Path) -> dict:
     from quicktune.objective import FinetuneObjective
     from quicktune.protocol import Observation, Trial
     from quicktune.space import SearchSpace
+    from quicktune.stopping import StopRule
     from quicktune.surrogate.gp import Surrogate  # noqa: F401
 
     torch.set_num_threads(THREADS)
@@ -236,16 +242,19 @@ def run_job(identity: dict, jobdir: Path) -> dict:
                 events.append({"wall_s": st.elapsed, "cpu_s": time.process_time() - c0, "config_id": st.config_id,
                                "epoch": st.epoch, "acc": st.accuracy, "step_s": st.seconds, "overhead_s": st.overhead})
 
+        # The full budget, like the baselines (the default stop rule would end some searches early).
         search = qs.Search(sur, configs, target, feats, budget_seconds=budget, max_epochs=EPOCHS, workdir=work / "search",
-                           seed=seed, batch_size=BATCH_SIZE, threads=THREADS, clock_start=t0, on_event=on_event)
+                           seed=seed, batch_size=BATCH_SIZE, threads=THREADS, clock_start=t0, on_event=on_event,
+                           stop_rule=StopRule.parse("none"))
         target.release()
         info["stop_reason"] = search.run()
         info["optimizer_overhead"] = search.optimizer.overhead if hasattr(search.optimizer, "overhead") else None
+        objective = search.objective
     else:
         space = SearchSpace(configs)
         objective = FinetuneObjective(space, identity["target"], EPOCHS, work / "search", seed,
                                       max_image_size=MAX_IMAGE_SIZE, batch_size=BATCH_SIZE, num_threads=THREADS,
-                                      weights_dir=weights, keep_finished_models=True)
+                                      weights_dir=weights, keep_finished_models=True, keep_best_weights=True)
         opt = RandomSearch(space, EPOCHS, seed) if method == "random" else GridSearch(space, EPOCHS, seed)
         info["setup_s"] = time.perf_counter() - t0
         stop = "budget"
@@ -274,12 +283,41 @@ def run_job(identity: dict, jobdir: Path) -> dict:
     info["wall_s"] = time.perf_counter() - t0
     info["cpu_s"] = time.process_time() - c0
     info["load_end"] = _load()
+    t1 = time.perf_counter()
+    info["test"] = test_of_selection(objective, events, budget)
+    info["test_eval_s"] = time.perf_counter() - t1
 
     result = {"identity": identity, "info": info, "events": events,
               "configs": [c.to_dict() for c in configs], "finished_at": time.time()}
     _atomic_json(_clean(result), jobdir / "result.json")
     shutil.rmtree(work, ignore_errors=True)  # checkpoints of up to ~100 runs: not needed any more
     return result
+
+
+def test_of_selection(objective, events: list[dict], budget: float) -> dict | None:
+    """The selected (config, epoch) - first epoch with the best validation accuracy within the
+    budget - evaluated on the test split with that epoch's weights; None if there is none."""
+    from quicktune.estimate import AccuracyEstimate
+
+    evs = [e for e in events if e["wall_s"] <= budget and e["acc"] is not None and math.isfinite(e["acc"])]
+    if not evs:
+        return None
+    best = max(evs, key=lambda e: e["acc"])  # the first of equal maxima: events are in time order
+    ft = objective.finetuner(best["config_id"])
+    if ft.data.test is None:
+        return None
+    epoch = int(best["epoch"])
+    if epoch == ft.best_epoch:
+        which = "best"
+    elif epoch == ft.epochs_done:
+        which = "last"
+    else:  # a later epoch of that run, past the budget, beat it: its weights were replaced
+        return {"config_id": best["config_id"], "epoch": epoch, "val_acc": best["acc"], "accuracy": None,
+                "note": "the selected epoch's weights were replaced by a later epoch trained past the budget"}
+    model, got = ft.trained_model(which)
+    assert got == epoch
+    correct, n, _ = ft.score(ft.data.test, model)
+    return {"config_id": best["config_id"], "epoch": epoch, "val_acc": best["acc"], **AccuracyEstimate(correct, n).to_dict()}
 
 
 def job_dir(root: Path, identity: dict) -> Path:
@@ -360,6 +398,7 @@ def summarize(results: list[dict], budget: float, n_classes: int) -> dict[str, A
             "total_optimizer_overhead_s": float(sum(e["overhead_s"] for e in evs)),
             "load_start": r["info"].get("load_start"), "load_end": r["info"].get("load_end"),
             "incumbent_at_B_by_cpu_clock": incumbent_at(incumbent_trace(r["events"], budget, "cpu_s"), budget),
+            "test": r["info"].get("test"),
         }
         per_run.append(row)
     means: dict[str, Any] = {}
@@ -378,6 +417,15 @@ def summarize(results: list[dict], budget: float, n_classes: int) -> dict[str, A
             "configs_finished": float(np.mean([r["configs_finished"] for r in rows])),
             "best_configs": [r["best"] for r in rows],
         }
+        tests = [r["test"] for r in rows if r.get("test") and r["test"].get("accuracy") is not None]
+        if tests:  # the unbiased estimate: the selection's accuracy on the test split
+            means[m]["test_accuracy"] = float(np.mean([t["accuracy"] for t in tests]))
+            means[m]["test_accuracy_min_max"] = [float(min(t["accuracy"] for t in tests)),
+                                                 float(max(t["accuracy"] for t in tests))]
+            means[m]["selected_val_accuracy"] = float(np.mean([t["val_acc"] for t in tests]))
+            means[m]["optimism"] = means[m]["selected_val_accuracy"] - means[m]["test_accuracy"]
+            means[m]["test_images"] = int(tests[0]["n"])
+            means[m]["test_seeds"] = len(tests)
     # Wins per seed at the budget (ties counted as ties).
     wins: dict[str, Any] = {}
     for s in seeds:
@@ -449,8 +497,9 @@ def plot(results: list[dict], budget: float, summary: dict, path: Path, extra: d
         mean = np.where(np.isnan(stack).any(axis=0), np.nan, np.nanmean(np.where(np.isnan(stack), 0, stack), axis=0))
         mm = summary["mean_over_seeds"][m]
         ax.step(grid_t / 60, mean, where="post", color=colors[m], lw=2.4,
-                label=f"{m} (mean of {len(rs)}): {mm['incumbent']['B']:.3f} at {budget / 60:g} min, "
-                      f"{mm['epochs_trained']:.0f} epochs / {mm['configs_started']:.0f} configs")
+                label=f"{m} (mean of {len(rs)}): val {mm['incumbent']['B']:.3f} at {budget / 60:g} min"
+                      + (f" (test {mm['test_accuracy']:.3f})" if "test_accuracy" in mm else "")
+                      + f", {mm['epochs_trained']:.0f} epochs / {mm['configs_started']:.0f} configs")
     ax.set_xlabel("wall-clock (minutes; set-up and feature computation included)")
     ax.set_ylabel("incumbent validation accuracy")
     ax.set_xlim(0, budget / 60)
@@ -581,7 +630,7 @@ def cmd_report(args: argparse.Namespace, surrogate: str | Path | None = None) ->
 
         print(f"{m:>10} ({v['seeds']} seeds): incumbent B/4 {f(inc['B/4'])}  B/2 {f(inc['B/2'])}  B {f(inc['B'])}  "
               f"regret B {f(v['regret']['B'], '.3f')}  epochs {f(v['epochs_trained'], '.0f')}  "
-              f"configs {f(v['configs_started'], '.0f')}", flush=True)
+              f"configs {f(v['configs_started'], '.0f')}  test acc {f(v.get('test_accuracy'))}", flush=True)
     for k, p in paths.items():
         print(f"{k}: {p}")
     return 0

@@ -59,6 +59,11 @@ RULES = [
                          "quicktune.cli"], "the search space is a leaf"),
     ("quicktune.protocol", ["quicktune.metadataset", "quicktune.surrogate", "quicktune.optimizer",
                             "quicktune.benchmark", "quicktune.cli"], "the ask/tell contract is a leaf"),
+    ("quicktune.stopping", ["torch", "quicktune.optimizer", "quicktune.surrogate", "quicktune.benchmark",
+                            "quicktune.suggest", "quicktune.cli"],
+     "a stop rule reads numbers only, so the replay benchmark and suggest share it"),
+    ("quicktune.estimate", ["torch", "quicktune.optimizer", "quicktune.surrogate", "quicktune.benchmark",
+                            "quicktune.suggest", "quicktune.cli"], "the test-accuracy estimate is a leaf"),
 ]
 
 

@@ -229,3 +229,44 @@ def test_size_defaults_to_the_originals(tmp_path: Path) -> None:
     data = load_task(root, cache_dir=None)
     assert data.size == 10 and data.train.images.shape[-1] == 10
     assert np.isfinite(list(data.descriptors().values())).all()
+
+
+def _rows(split) -> set[bytes]:
+    return {bytes(x.numpy().tobytes()) for x in split.images}
+
+
+def test_a_test_split_is_the_test_folder_or_a_seeded_share_of_train_never_seen_otherwise(tmp_path: Path) -> None:
+    from quicktune.data import TaskSpec, load_task
+
+    root = make_image_folder(tmp_path / "tv", classes=3, per_class=10, val_per_class=5, split=True, size=8)
+    (root / "val").rename(root / "test")  # train/ + test/: collect validates on test/, suggest tests on it
+    legacy = load_task(TaskSpec(str(root)), cache_dir=None)
+    assert legacy.test is None and len(legacy.val) == 15
+    held = load_task(TaskSpec(str(root), test_fraction=0.2), cache_dir=None)
+    assert held.test is not None and len(held.test) == 15 and "test/ folder" in held.test_source
+    assert _rows(held.test) == _rows(legacy.val)  # the folder itself
+    assert len(held.train) + len(held.val) == 30 and not _rows(held.val) & _rows(held.test)
+
+    flat = make_image_folder(tmp_path / "flat", classes=3, per_class=10, size=8)
+    a = load_task(TaskSpec(str(flat), test_fraction=0.3, shots=3, seed=4), cache_dir=None)
+    b = load_task(TaskSpec(str(flat), test_fraction=0.3, shots=3, seed=4), cache_dir=None)
+    assert torch.equal(a.test.images, b.test.images)  # seeded
+    assert torch.bincount(a.test.labels).tolist() == [3, 3, 3]  # stratified: 30% of each class
+    assert not _rows(a.test) & (_rows(a.train) | _rows(a.val))  # disjoint from what the search sees
+    assert torch.bincount(a.train.labels).tolist() == [3, 3, 3]  # shots drawn from what is left
+    other = load_task(TaskSpec(str(flat), test_fraction=0.3, seed=5), cache_dir=None)
+    assert not torch.equal(a.test.images, other.test.images)
+    assert TaskSpec.parse(f"{flat}:test=0.3,seed=4").test_fraction == 0.3
+    assert TaskSpec.parse(TaskSpec(str(flat), test_fraction=0.3).to_string()).test_fraction == 0.3
+
+
+def test_holding_out_a_test_split_from_too_few_images_is_refused_in_one_line(tmp_path: Path) -> None:
+    from quicktune.data import DataError, TaskSpec, load_task
+
+    tiny = make_image_folder(tmp_path / "tiny", classes=2, per_class=2, size=8)
+    with pytest.raises(DataError, match="at least 3 images a class") as e:
+        load_task(TaskSpec(str(tiny), test_fraction=0.2), cache_dir=None)
+    assert "\n" not in str(e.value) and "test=0" in str(e.value)
+    with pytest.raises(DataError, match="`0 <= test < 1`"):
+        TaskSpec(str(tiny), test_fraction=1.0)
+    assert load_task(TaskSpec(str(tiny), test_fraction=0.0), cache_dir=None).test is None

@@ -157,3 +157,23 @@ def test_folded_batchnorm_is_recalibrated_without_changing_the_eval_function() -
     model.train()
     assert torch.allclose(model(x), before, atol=1e-4)  # batch stats == calibration stats here
     assert calibrate_folded_batchnorm(model, x) == 0  # real statistics are left alone
+
+
+def test_the_best_epochs_weights_are_kept_and_handed_back(task: TaskData, tmp_path: Path) -> None:
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+    ft = _ft(task, tmp_path / "run", keep_best=True)
+    ft.train_until(3, on_epoch=lambda r: snapshots.update({r.epoch: {k: v.clone() for k, v in ft.model.state_dict().items()}}))
+    best = ft.best_epoch
+    # This run's best epoch is not its last (so the kept weights, not the current ones, are used).
+    assert best is not None and best < ft.epochs_done and ft.curve[best - 1] == max(ft.curve)
+    for which, epoch in (("best", best), ("last", 3)):
+        # A new object: the weights come from the files, as after a restart.
+        model, got = _ft(task, tmp_path / "run", keep_best=True).trained_model(which)
+        assert got == epoch
+        correct, n, _ = ft.score(task.val, model)
+        assert correct / n == ft.curve[epoch - 1]
+        assert all(torch.equal(v, snapshots[epoch][k]) for k, v in model.state_dict().items())
+    with pytest.raises(RuntimeError, match="were not kept"):
+        plain = _ft(task, tmp_path / "plain")
+        plain.train_until(3)
+        plain.trained_model("best")

@@ -152,7 +152,8 @@ def test_finetune_settings_come_from_the_surrogate(setup) -> None:
 def test_task_features_are_named_like_meta_training_and_cached(env: Env, setup, monkeypatch) -> None:
     _, target, feats = setup
     assert list(feats.dataset) == list(DATASET_DESCRIPTORS)
-    assert feats.dataset["n_classes"] == 3 and feats.dataset["n_samples"] == 3 * (10 + 4)
+    # 2 of each class's 10 training images are held out as the test split: the features never see them.
+    assert feats.dataset["n_classes"] == 3 and feats.dataset["n_samples"] == 3 * (10 - 2 + 4)
     assert set(feats.pairs) == set(MODELS) and all(set(v) == set(FEATURE_NAMES) for v in feats.pairs.values())
     assert feats.models["tiny_a"]["input_size"] == 16
 
@@ -362,3 +363,51 @@ def test_out_of_range_names_the_features_far_from_meta_training() -> None:
     far = qs.TaskFeatures({"n_samples": 500.0}, {"a": {"emd_sim": 0.26}, "b": {"emd_sim": 0.70}}, {})
     (hit,) = qs.out_of_range(sur, far)
     assert hit[:2] == ("b", "emd_sim") and hit[2] > 3.0
+
+
+def test_the_saved_model_scores_the_reports_best_and_the_test_estimate_is_reported(setup, tmp_path: Path) -> None:
+    from quicktune import hub
+
+    s = _search(setup, tmp_path / "work", budget=1e-6, n=2)
+    s.resume()
+    s.run()
+    s2 = _search(setup, tmp_path / "work", budget=s.elapsed + 4.0, n=2)  # a few more epochs, resumed
+    s2.resume()
+    s2.run()
+    report = s2.report("tiny.pt")
+    best, chosen, test = report["best"], report["chosen"], report["test"]
+    assert chosen["epoch"] == best["epoch"] and chosen["val_accuracy"] == best["accuracy"]
+    name, _ = s2.save_best_model(tmp_path / "saved")
+    model = hub.create_model(name, weights_dir=tmp_path / "saved")
+    ft = s2.objective.finetuner(best["config_id"])
+    correct, n, _ = ft.score(ft.data.val, model)
+    assert correct / n == best["accuracy"]  # reloaded from disk, evaluated: the report's best
+    # The test split: held out from train (no test/ folder here), never trained or validated on.
+    assert test is not None and test["n"] == len(ft.data.test) == 3 * 2
+    assert test["ci95"][0] <= test["accuracy"] <= test["ci95"][1] and "unbiased" in test["label"]
+    assert "held out" in report["test_split"]
+    tc, tn, _ = ft.score(ft.data.test, model)
+    assert (tc, tn) == (test["correct"], test["n"])
+    last = s2.report("tiny.pt", which="last")["chosen"]
+    assert last["which"] == "last" and last["epoch"] == ft.epochs_done
+    name, _ = s2.save_best_model(tmp_path / "saved", which="last")
+    correct, n, _ = ft.score(ft.data.val, hub.create_model(name, weights_dir=tmp_path / "saved"))
+    assert correct / n == ft.curve[-1]
+
+
+def test_a_stop_rule_ends_the_search_and_holds_again_on_resume(setup, tmp_path: Path) -> None:
+    from quicktune.stopping import StopRule
+
+    s = _search(setup, tmp_path / "work", budget=60.0, stop_rule=StopRule(patience=1))
+    s.resume()
+    reason = s.run()
+    assert "no improvement for 1 epochs" in reason or "nothing left to improve" in reason
+    # One epoch that did not improve on the incumbent (or a perfect one) ended it, long before 60 s.
+    assert s.elapsed < 60.0 and s.epochs_trained < len(s.configs) * EPOCHS
+    again = _search(setup, tmp_path / "work", budget=60.0, stop_rule=StopRule(patience=1))
+    again.resume()
+    assert again.run() == reason and len(again.steps) == len(s.steps)  # nothing more trained
+    more = _search(setup, tmp_path / "work", budget=60.0, stop_rule=StopRule.parse("none"), n=2)
+    more.resume()
+    more.run()
+    assert more.stop_reason == "every candidate is finished"

@@ -37,6 +37,8 @@ class FinetuneObjective(Objective):
     live_models: how many runs keep their model in memory between trials (saves rebuilding)
     keep_finished_models: keep the weights of runs that reached the horizon in their checkpoint
                  (needed to save the best fine-tuned model at the end; False saves disk)
+    keep_best_weights: also keep each run's best-epoch weights (`Finetuner(keep_best=True)`), so
+                 the model of the epoch a search reports as best can be handed back
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class FinetuneObjective(Objective):
         source: str = "suggest",
         live_models: int = 2,
         keep_finished_models: bool = True,
+        keep_best_weights: bool = False,
     ) -> None:
         if max_epochs < 1:
             raise ValueError(f"`max_epochs >= 1` must hold, but got {max_epochs=}")
@@ -78,6 +81,7 @@ class FinetuneObjective(Objective):
         self.source = source
         self.live_models = max(0, int(live_models))
         self.keep_finished_models = keep_finished_models
+        self.keep_best_weights = keep_best_weights
         self._data = data if isinstance(data, TaskData) else None
         self._spec = None if isinstance(data, TaskData) else (
             data if isinstance(data, TaskSpec) else TaskSpec.parse(str(data)) if isinstance(data, str) else TaskSpec(str(data))
@@ -117,7 +121,8 @@ class FinetuneObjective(Objective):
                               pretrained=self.pretrained, weights_dir=self.weights_dir)
         ft = Finetuner(data, config, self.max_epochs, self.seed, self.run_dir(key),
                        batch_size=self.batch_size, num_threads=self.num_threads, weights_dir=self.weights_dir,
-                       pretrained=self.pretrained, device=self.device, keep_model=self.keep_finished_models)
+                       pretrained=self.pretrained, device=self.device, keep_model=self.keep_finished_models,
+                       keep_best=self.keep_best_weights)
         self._sync_store(ft)
         return ft
 

@@ -2,7 +2,8 @@
 `quicktune.suggest.Search.report()` builds (this module only writes files; it trains nothing).
 
 PNG, two panels:
-  left:  the learning curve (validation accuracy per epoch) of every run, coloured by model, the
+  left:  the best config, its validation accuracy (selected on) and the chosen model's test
+         accuracy with its 95% interval (the unbiased estimate); the learning curve (validation accuracy per epoch) of every run, coloured by model, the
          best run drawn thick;
   right: the incumbent (best accuracy so far) over the search's wall-clock, a step function
          that moves only when an epoch ends.
@@ -87,9 +88,13 @@ def plot(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
         ax1.plot(range(1, len(curve) + 1), curve, color=colour[r["model"]], lw=2.8 if is_best else 1.1,
                  alpha=1.0 if is_best else 0.65, marker="o", ms=3 if not is_best else 5, label=label, zorder=3 if is_best else 2)
     if best:
+        test = report.get("test")
+        chosen = report.get("chosen") or {}
+        line = (f"\ntest acc {test['accuracy']:.3f} [{test['ci95'][0]:.3f}, {test['ci95'][1]:.3f}] (n={test['n']}, "
+                f"epoch {chosen.get('epoch')}, unbiased)" if test else "\nno test split")
         ax1.text(0.02, 0.98, f"best: {best['model']}, ELR {best['elr']:.3g} (lr {best['lr']:.3g}, m {best['momentum']:g}, "
-                 f"wd {best['weight_decay']:.2g})\nacc {best['accuracy']:.3f} at epoch {best['epoch']}",
-                 transform=ax1.transAxes, va="top", fontsize=8)
+                 f"wd {best['weight_decay']:.2g})\nval acc {best['accuracy']:.3f} at epoch {best['epoch']} (selected on)"
+                 + line, transform=ax1.transAxes, va="top", fontsize=8)
     from matplotlib.ticker import MaxNLocator
 
     ax1.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -175,3 +175,23 @@ def test_a_restricted_view_builds_unbuilt_tasks_from_the_right_rows():
         got, want = view.task(d), reference.task(d)
         assert got.run_keys == want.run_keys
         np.testing.assert_array_equal(got.perf, want.perf)
+
+
+def test_the_selected_config_and_its_held_out_epoch_are_reported(table, tmp_path):
+    from quicktune.benchmark.experiment import summarize
+    from quicktune.benchmark.heldout import heldout_epoch
+
+    res = run_benchmark(table, ["random", "hyperband"], 900.0, seeds=range(2), n_folds=2, cache_dir=tmp_path)
+    for r in res.runs.itertuples():
+        task = table.task(r.dataset)
+        cid, epoch = int(r.selected_config), int(r.selected_epoch)
+        # The selection is the incumbent at the budget: its recorded accuracy is the final incumbent.
+        assert task.perf[cid, epoch - 1] == r.selected_acc
+        assert r.final_regret == pytest.approx(task.regret(r.selected_acc))
+        other, acc = heldout_epoch(task, cid, epoch)
+        assert other != epoch and abs(other - epoch) == 1 and acc == r.heldout_acc
+    doc = summarize(res)[1]["heldout_epoch"]["methods"]
+    for m in ("random", "hyperband"):
+        e = doc[m]
+        assert e["optimism"] == pytest.approx(e["selected_acc"] - e["heldout_acc"])
+        assert e["optimism_ci95"][0] <= e["optimism"] <= e["optimism_ci95"][1]

@@ -73,11 +73,17 @@ def test_timed_search_reports_saves_the_model_and_resumes(env: Env, tmp_path: Pa
     assert Path(first["report_json"]) == work / "report.json" and json.loads((work / "report.json").read_text())["best"]
     assert (work / "report.png").read_bytes()[:4] == b"\x89PNG"
     assert first["saved_model"]["name"] in hub.list_models(saved)
+    assert first["saved_model"]["epoch"] == best["epoch"] and first["saved_model"]["which"] == "best"
+    test = first["test"]  # the unbiased estimate, on the held-out share of train (no test/ folder here)
+    assert test["n"] > 0 and test["ci95"][0] <= test["accuracy"] <= test["ci95"][1] and "unbiased" in test["label"]
+    assert first["stop_when"] == "patience=40"
 
     r = invoke(env, "--budget", "5s", "--workdir", str(work))  # the same search, a larger budget: continues
     assert r.exit_code == 0, r.output
     assert "resuming" in r.output and "1 epochs already trained" in r.output
     assert "best config" in r.stdout and "lr = ELR * (1 - momentum)" in r.stdout
+    assert "test accuracy" in r.stdout and "95% CI" in r.stdout and "unbiased" in r.stdout
+    assert "stopped: " in r.stdout
     doc = json.loads((work / "report.json").read_text())
     pairs = [(s["config_id"], s["epoch"]) for s in doc["step_log"]]
     assert doc["sessions"] == 2 and len(pairs) > 1 and len(set(pairs)) == len(pairs)
@@ -125,6 +131,8 @@ def _one_class(root: Path) -> Path:
         ("missing surrogate", [], "no such surrogate"),
         ("incompatible surrogate", [], "not a"),
         ("bad top", ["--top", "0"], "--top"),
+        ("bad stop rule", ["--budget", "1s", "--stop-when", "patience=soon"], "--stop-when"),
+        ("bad save", ["--budget", "1s", "--save", "middle"], "--save"),
         ("other search in workdir", [], "other settings"),
     ],
 )

@@ -134,3 +134,26 @@ def test_a_run_that_stops_short_is_never_asked_again():
     opt.tell(Observation(Trial(0, 1), (0.9,), 5.0, (5.0,), finished=True))  # the recording ends here
     opt.tell(Observation(Trial(1, 3), (0.1, 0.2), 4.0, (2.0, 2.0)))  # asked 3, got 2: can not go on
     assert opt.ask() is None
+
+
+def test_last_max_ei_is_the_largest_plain_ei_of_the_ask(surrogate):
+    task = CurveTable(synthetic_runs(datasets=("d2",), max_epochs=5, seed=3)).task("d2")
+    obj = ReplayObjective(task)
+    opt = QuickTune(obj.space, obj.max_epochs, seed=1, surrogate=surrogate, dataset_features=task.dataset_features,
+                    refit_steps=0, cost_aware=True)
+    assert opt.last_max_ei is None
+    for _ in range(4):
+        opt.tell(obj.evaluate(opt.ask()))
+    # Plain EI (cost ignored) over the candidates, then the cost-aware scoring an ask runs: the
+    # recorded value is the plain EI's maximum, not the maximum per cost.
+    opt.fit()
+    cand = opt._candidates()
+    opt.cost_aware = False
+    plain = opt.scores(cand)
+    opt.cost_aware = True
+    per_cost = opt.scores(cand)
+    ei = opt.last_max_ei
+    assert ei is not None and ei >= 0 and not np.allclose(per_cost, plain)
+    assert math.isclose(ei, float(np.exp(plain.max())), rel_tol=1e-9)
+    opt.ask()
+    assert opt.last_max_ei is not None

@@ -32,13 +32,15 @@ def test_posterior_interpolates_training_points_and_is_uncertain_far_away(surrog
     y = torch.tensor([0.1, 0.5, 0.3, 0.9, 0.7, 0.2], dtype=torch.float64)
     s.condition(x, y)
     mu, var = s.posterior(x)
-    np.testing.assert_allclose(mu.numpy(), y.numpy(), atol=1e-3)
+    np.testing.assert_allclose(mu.numpy(), y.numpy(), atol=5e-3)
     assert (var < 1e-3).all()
     far = x.clone()
     far[:, : s.layout.hp_dim] = 30.0  # hyperparameters far outside the [0, 1] encoding
     far[:, s.layout.budget_col] = 1.0
     _, var_far = s.posterior(far)
-    assert (var_far > 0.5).all()  # back to (most of) the prior variance, outputscale = 1
+    s.condition(None, None)
+    _, var_prior = s.posterior(far)
+    assert (var_far > 0.9 * var_prior).all() and (var_prior > 0.01).all()  # back to the prior variance
 
 
 def test_prior_predictions_without_data_depend_on_the_config(surrogate):

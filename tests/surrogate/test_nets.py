@@ -15,7 +15,7 @@ def _space() -> SearchSpace:
     return SearchSpace.grid(["m_small", "m_large"], [1e-3, 1e-2, 1e-1], [0.0, 1e-4])
 
 
-def test_scaler_logs_counts_standardises_and_fills_missing_with_the_mean():
+def test_scaler_logs_counts_standardises_and_marks_missing_features():
     rows = [{"n_samples": 100.0, "emd_sim": 0.2}, {"n_samples": 10_000.0, "emd_sim": 0.6}]
     sc = FeatureScaler.fit(rows, ["n_samples", "emd_sim", "absent"])
     assert sc.log == [True, False, False]
@@ -23,7 +23,19 @@ def test_scaler_logs_counts_standardises_and_fills_missing_with_the_mean():
     np.testing.assert_allclose(out[:2, 0], [-1.0, 1.0])  # log10 100 and 10_000 are symmetric about the mean
     np.testing.assert_allclose(out[:2, 1], [-1.0, 1.0])
     assert (out[2] == 0).all() and (out[:, 2] == 0).all()
+    # A missing feature is a 0 value *and* a 0 presence bit, never a silent 0.
+    assert sc.presence(rows + [{}]).tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 0]]
     assert FeatureScaler.from_state_dict(sc.state_dict()) == sc
+
+
+def test_scaler_clips_far_features_and_ignores_constant_ones():
+    rows = [{"emd_sim": 0.2, "channels": 3.0}, {"emd_sim": 0.6, "channels": 3.0}]
+    sc = FeatureScaler.fit(rows, ["emd_sim", "channels"])
+    far = [{"emd_sim": 100.0, "channels": 1.0}, {"emd_sim": -100.0, "channels": 3.0}]
+    assert sc.zscores(far)[0, 0] == pytest.approx(498.0)
+    assert sc.transform(far)[:, 0].tolist() == [sc.clip, -sc.clip] and sc.clip == 3.0
+    # channels never varied in meta-training: a 1-channel target carries no usable signal there.
+    assert sc.transform(far)[:, 1].tolist() == [0.0, 0.0] and sc.presence(far)[:, 1].tolist() == [1.0, 1.0]
 
 
 def test_pad_prefixes_left_aligns_zero_pads_masks_and_keeps_the_last_epochs():
@@ -48,7 +60,8 @@ def test_feature_extractor_shapes_and_unknown_model_row():
     configs = [*space.configs[:3], Config("never_seen", 1e-2)]
     static = s.static_inputs(configs, {"n_samples": 500.0})
     lay = s.layout
-    assert static.shape == (4, lay.static_dim) and lay.static_dim == space.dim + 1 + 0 + 1
+    # one feature: its value and its presence bit
+    assert static.shape == (4, lay.static_dim) and lay.static_dim == space.dim + 1 + 0 + 2
     x = s.rows(static, [1, 2, 8, 3], [(), (0.4,), tuple(np.linspace(0.1, 0.7, 7)), (0.2, 0.3)])
     assert x.shape == (4, lay.width) and lay.width == lay.static_dim + 1 + 2 * 7
     assert lay.budget(x).tolist() == pytest.approx([1 / 8, 2 / 8, 1.0, 3 / 8])

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from quicktune.benchmark.folds import fold_contexts
+from quicktune.benchmark.heldout import heldout_row
 from quicktune.benchmark.methods import FoldContext, Method, MethodContext, get_method
 from quicktune.benchmark.replay import ReplayObjective
 from quicktune.benchmark.simulated import simulate
@@ -43,6 +44,7 @@ class RunResult:
     n_trials: int
     simulated_s: float  # clock after the last trial (may pass the budget: trials are not cut short)
     stop: str  # "budget" | "exhausted" | "stalled"
+    selected: tuple[int, int] | None = None  # (config_id, epoch) of the incumbent at the budget
 
     def incumbent_at(self, t: np.ndarray) -> np.ndarray:
         """Incumbent at times `t` (a (g,) array): the last one stamped at or before each time."""
@@ -81,7 +83,7 @@ def run_experiment(
     return RunResult(
         method=method.name, dataset=task.dataset, fold=fold.fold, seed=seed, times=sim.times,
         incumbents=sim.incumbents, overhead=sim.overhead, setup_s=setup_s, n_trials=sim.n_trials,
-        simulated_s=sim.simulated_s, stop=sim.stop,
+        simulated_s=sim.simulated_s, stop=sim.stop, selected=sim.selected,
     )
 
 
@@ -200,6 +202,7 @@ def run_benchmark(
             "final_regret": float(r.regret_at(task, [budget_s])[0]),
             "overhead_median_s": float(np.median(r.overhead)) if len(r.overhead) else math.nan,
             "overhead_total_s": float(np.sum(r.overhead)), "setup_s": r.setup_s,
+            **heldout_row(task, r.selected),
         })
     long = pd.concat(frames, ignore_index=True)[LONG_COLUMNS] if frames else pd.DataFrame(columns=LONG_COLUMNS)
     return BenchmarkResult(

@@ -30,7 +30,8 @@ class Simulation:
     """times: (k,) simulated seconds at the end of each trained epoch within the budget, sorted;
     incumbents: (k,) best finite accuracy up to that time (NaN before the first finite one);
     overhead: (steps,) wall seconds of ask + tell per trial; simulated_s: end of the last
-    started trial (may pass the budget); stop: "budget" | "exhausted" | "stalled"."""
+    started trial (may pass the budget); stop: "budget" | "exhausted" | "stalled";
+    selected: (config_id, epoch) of the incumbent at the budget (its first epoch to reach it)."""
 
     times: np.ndarray
     incumbents: np.ndarray
@@ -38,6 +39,7 @@ class Simulation:
     n_trials: int
     simulated_s: float
     stop: str
+    selected: tuple[int, int] | None = None
 
 
 def simulate(opt: Optimizer, objective: Objective, budget_s: float, workers: int = 1,
@@ -50,7 +52,7 @@ def simulate(opt: Optimizer, objective: Objective, budget_s: float, workers: int
         raise ValueError(f"`workers >= 1` must hold, but got {workers=}")
     now, free = 0.0, workers
     running: list[tuple[float, int, Observation, float]] = []  # (end time, start order, obs, ask seconds)
-    stamps: list[tuple[float, int, float]] = []  # (time, start order, accuracy) of every trained epoch
+    stamps: list[tuple[float, int, float, int, int]] = []  # (time, start order, accuracy, config, epoch) per epoch
     overhead: list[float] = []
     n_trials, idle, stop, end = 0, 0, "budget", 0.0
     while True:
@@ -67,7 +69,7 @@ def simulate(opt: Optimizer, objective: Objective, budget_s: float, workers: int
             t = now
             for j, sec in enumerate(obs.epoch_seconds):
                 t += sec
-                stamps.append((t, n_trials, obs.curve[first_new + j]))
+                stamps.append((t, n_trials, obs.curve[first_new + j], trial.config_id, first_new + j + 1))
             heapq.heappush(running, (t, n_trials, obs, ask_s))
             end = max(end, t)
             free -= 1
@@ -94,8 +96,11 @@ def simulate(opt: Optimizer, objective: Objective, budget_s: float, workers: int
     acc = np.array([s[2] for s in stamps], dtype=float)
     best = np.fmax.accumulate(acc) if len(acc) else acc  # fmax: NaN (diverged) never wins
     within = int(np.searchsorted(times, budget_s, side="right"))
+    finite = [i for i in range(within) if np.isfinite(acc[i])]
+    top = max(finite, key=lambda i: (acc[i], -i)) if finite else None  # the first epoch at the maximum
+    selected = (stamps[top][3], stamps[top][4]) if top is not None else None
     return Simulation(times[:within], best[:within], np.asarray(overhead, dtype=float), n_trials,
-                      float(end) if n_trials else 0.0, stop)
+                      float(end) if n_trials else 0.0, stop, selected)
 
 
 __all__ = ["Simulation", "simulate"]

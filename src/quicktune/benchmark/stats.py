@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from quicktune.benchmark.heldout import DEFINITION, summarize_heldout
+
 REPORT_TIMES: dict[str, float] = {"1h": 3600.0, "4h": 4 * 3600.0, "16h": 16 * 3600.0}
 LONG_COLUMNS = ["method", "dataset", "fold", "seed", "time_s", "regret"]
 ALL = "ALL"  # the `dataset` value of rows averaged over datasets
@@ -139,4 +141,8 @@ def summarize(result: BenchmarkResult, n_boot: int = 1000) -> tuple[pd.DataFrame
             else:
                 entry["per_dataset"].setdefault(r.dataset, {})[r.time] = cell
         doc["methods"][m] = entry
+    held = summarize_heldout(result.runs)
+    if held:
+        doc["heldout_epoch"] = {"definition": DEFINITION, "at": "the budget",
+                                "ci": "95% percentile bootstrap over datasets", "methods": held}
     return agg, doc

@@ -108,7 +108,7 @@ def benchmark(
     except OSError as e:
         fail(f"--out {out}: cannot write results ({e.strerror})")
 
-    summary, _ = summarize(result)
+    summary, doc = summarize(result)
     avg = summary[summary["dataset"] == "ALL"]
     labels = list(dict.fromkeys(avg["time"]))
     sim = f", {workers_simulated} simulated workers" if workers_simulated > 1 else ""
@@ -117,12 +117,19 @@ def benchmark(
     for lab in labels:
         t.add_column(f"@{lab}", justify="right")
     t.add_column("overhead/step", justify="right")
+    t.add_column("held-out-epoch regret", justify="right")
+    held = doc.get("heldout_epoch", {}).get("methods", {})
     for m in result.methods:
         row = avg[avg["method"] == m].set_index("time")
         cells = [f"{row.loc[lab, 'mean']:.3f} [{row.loc[lab, 'ci_low']:.3f}, {row.loc[lab, 'ci_high']:.3f}]" for lab in labels]
         oh = float(row["median_overhead_s"].iloc[0])
-        t.add_row(m, *cells, f"{oh * 1e3:.3g} ms")
+        h = held.get(m)
+        hcell = f"{h['heldout_regret']:.3f} [{h['heldout_regret_ci95'][0]:.3f}, {h['heldout_regret_ci95'][1]:.3f}]" if h else "-"
+        t.add_row(m, *cells, f"{oh * 1e3:.3g} ms", hcell)
     console.print(t)
+    console.print("held-out-epoch regret: the selected config's recorded accuracy at the epoch after the one it was "
+                  "selected at (before, at its last epoch), at the budget - a number the selection did not maximise",
+                  highlight=False)
     for key in ("long", "summary_csv", "summary_json", "png"):
         console.print(f"{key:>12}: {paths[key]}", highlight=False)
 

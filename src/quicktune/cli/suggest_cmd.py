@@ -109,14 +109,31 @@ def _runs_table(report: dict, top: int):
 
     runs = [r for r in report["runs"] if best_of(r) == best_of(r)]
     runs.sort(key=lambda r: -best_of(r))
-    table = Table(title=f"best runs ({len(report['runs'])} trained)", show_edge=False, title_justify="left")
+    table = Table(title=f"best runs ({len(report['runs'])} trained)", show_edge=False, title_justify="left",
+                  caption="val acc: selected on (biased upwards); test acc: the chosen model on the held-out test "
+                  "split (unbiased)", caption_justify="left")
     table.add_column("model", no_wrap=True, min_width=12)
-    for name in ("ELR", "lr", "mom.", "wd", "best acc", "epochs", "seconds"):
+    for name in ("ELR", "lr", "mom.", "wd", "best val acc", "epochs", "seconds", "test acc [95% CI]"):
         table.add_column(name, justify="right", no_wrap=True)
+    test, chosen = report.get("test"), report.get("chosen") or {}
     for r in runs[:top]:
+        is_chosen = r["config_id"] == chosen.get("config_id")
+        cell = f"{test['accuracy']:.4f} [{test['ci95'][0]:.3f}, {test['ci95'][1]:.3f}]" if is_chosen and test else "-"
         table.add_row(r["model"], f"{r['elr']:.3g}", f"{r['lr']:.3g}", f"{r['momentum']:g}", f"{r['weight_decay']:.2g}",
-                      f"{best_of(r):.4f}", f"{r['epochs']}/{report['max_epochs']}", f"{r['seconds']:.1f}")
+                      f"{best_of(r):.4f}", f"{r['epochs']}/{report['max_epochs']}", f"{r['seconds']:.1f}", cell)
     return table
+
+
+def _test_line(report: dict) -> str:
+    """The unbiased estimate, or why there is none."""
+    test, chosen = report.get("test"), report["chosen"]
+    if not test:
+        return (f"test accuracy: none ({report.get('test_split') or 'no test split'}); the validation accuracy above "
+                f"is the one the search selected on, so it is biased upwards")
+    lo, hi = test["ci95"]
+    return (f"[bold]test accuracy[/] (unbiased estimate: {test['n']} test images the search never saw, "
+            f"{report['test_split']}): [bold green]{test['accuracy']:.4f}[/] [95% CI {lo:.4f}, {hi:.4f}] for the "
+            f"model of epoch {chosen['epoch']} ({chosen['which']})")
 
 
 def suggest_cmd(
@@ -142,7 +159,14 @@ def suggest_cmd(
     workdir: Annotated[Optional[Path], typer.Option(
         "--workdir", help="Checkpoints, session and report of a timed search (default: ./.quicktune/<data name>).")] = None,
     save_model: Annotated[Optional[Path], typer.Option(
-        "--save-model", help="After a timed search, save the best fine-tuned model here as a hub checkpoint.")] = None,
+        "--save-model", help="After a timed search, save the chosen fine-tuned model here as a hub checkpoint.")] = None,
+    save: Annotated[str, typer.Option(
+        "--save", help="Which weights of the chosen run --save-model saves (and the test accuracy is measured on): "
+        "best (the epoch the report calls best) or last (its last trained epoch).")] = "best",
+    stop_when: Annotated[Optional[str], typer.Option(
+        "--stop-when", help="Stop a timed search early: acc>=X (target validation accuracy), ei<T:K (max expected "
+        "improvement below T for K steps), patience=K (no improvement for K epochs), comma-separated, or none. "
+        "Default: patience=40 (chosen on the replay benchmark); validation accuracy 1.0 always stops.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the candidate design, the runs and the optimizer.")] = 0,
     candidates: Annotated[int, typer.Option(
         "--candidates", help="Hyperparameter configs (ELR, weight decay, momentum) per model, a Sobol design.")] = 32,
@@ -161,6 +185,10 @@ def suggest_cmd(
         "--ray-address", help="The Ray cluster to join (default: $RAY_ADDRESS, else a local Ray for this search).")] = None,
     skip_unreadable: Annotated[bool, typer.Option(
         "--skip-unreadable", help="Skip unreadable images (listed) instead of stopping.")] = False,
+    zoo: Annotated[Optional[str], typer.Option(
+        "--zoo", help="'quicktune': the Quick-Tune meta-dataset's 24 timm models x its recorded hyperparameter space "
+        "(zero-shot needs no weights and no network); 'local': the models whose weights are in --weights-dir. "
+        "Default: local when --weights-dir, $QUICKTUNE_WEIGHTS or --surrogate is given, else quicktune.")] = None,
 ) -> None:
     """Rank pretrained models x hyperparameters for your data (--budget 0), or search by really
     fine-tuning within a time budget, continuing runs epoch by epoch (freeze-thaw).
@@ -205,10 +233,28 @@ def suggest_cmd(
         TaskSpec.parse(data)  # task options first: a bad one is refused before any slow step
     except DataError as e:
         fail(str(e))
+    if save not in ("best", "last"):
+        fail(f"--save takes best or last, but got {save!r}")
+    from quicktune.stopping import StopRule, StopRuleError
+
+    try:
+        stop_rule = StopRule.parse(stop_when)
+    except StopRuleError as e:
+        fail(str(e))
     if save_model is not None and budget_s == 0:
         fail("--save-model needs a timed search (a --budget above 0): a zero-shot ranking trains no model")
     if save_model is not None and save_model.exists() and not save_model.is_dir():
         fail(f"--save-model {save_model}: exists and is not a directory")
+    from quicktune.cli import suggest_zoo
+
+    chosen_zoo = suggest_zoo.choose_zoo(zoo, weights_dir, surrogate)
+    if chosen_zoo == "quicktune" and budget_s == 0:
+        suggest_zoo.zero_shot_zoo(data=data, surrogate=surrogate, models=models, candidates=candidates, seed=seed,
+                                  epochs=epochs, top=top, as_json=as_json, clock=clock)
+        return
+    if chosen_zoo == "quicktune":
+        fail("--zoo quicktune --budget > 0 (a timed search fine-tuning timm models) is not available yet; "
+             "use --budget 0 for the zero-shot ranking")
     err = Console(stderr=True)
     out = Console()
     if threads:
@@ -239,8 +285,8 @@ def suggest_cmd(
     if far:
         shown = ", ".join(f"{n}{f' ({m})' if m else ''} z={v:+.1f}" for m, n, v in far[:4])
         err.print(f"[yellow]note:[/] this data lies outside what the surrogate was meta-trained on ({shown}); "
-                  f"its predicted accuracies there are extrapolations (clipped to [0, 1]) - a timed search "
-                  f"checks them", highlight=False)
+                  f"the surrogate treats it as at the edge of its meta-dataset (features clipped to 3 SD) - a "
+                  f"timed search checks its predictions", highlight=False)
     configs = qs.make_candidates(model_names, candidates, seed)
     surrogate_path = str(surrogate) if surrogate is not None else str(qs.DEFAULT_SURROGATE_PATH)
 
@@ -268,7 +314,7 @@ def suggest_cmd(
     try:
         search = qs.Search(sur, configs, target, feats, budget_seconds=budget_s, max_epochs=horizon, workdir=wd,
                            seed=seed, batch_size=batch_size or settings["batch_size"], threads=threads, clock_start=clock,
-                           reserve_seconds=SHUTDOWN_RESERVE)
+                           reserve_seconds=SHUTDOWN_RESERVE, stop_rule=stop_rule)
         with err.status("reading the work dir ..."):
             resumed = search.resume()
     except (qs.SuggestError, DataError, HubError) as e:
@@ -311,21 +357,24 @@ def suggest_cmd(
     finally:
         signal.signal(signal.SIGTERM, previous)
     t_stop = time.perf_counter()
-    report = search.report(surrogate_path)
+    with err.status("measuring the chosen model on the test split ..."):
+        report = search.report(surrogate_path, which=save)
     from quicktune import report as qr
 
-    json_path, png_path = qr.write(report, wd)
     saved = None
     if save_model is not None and report["best"] is not None and not interrupted:
-        name, pth = search.save_best_model(save_model)
-        saved = {"name": name, "weights_dir": str(save_model), "path": str(pth)}
+        name, pth = search.save_best_model(save_model, which=save)
+        saved = {"name": name, "weights_dir": str(save_model), "path": str(pth), "which": save,
+                 "epoch": report["chosen"]["epoch"], "val_accuracy": report["chosen"]["val_accuracy"]}
+    report["saved_model"] = saved
+    json_path, png_path = qr.write(report, wd)
     # The shut-down counts towards the budget; the next session reserves as much for its own.
     search.end_session(time.perf_counter() - t_stop)
     report.update(elapsed_seconds=search.elapsed, shutdown_seconds=search.shutdown_seconds,
                   reserve_seconds=search.reserve)
     qr.write_json(report, json_path)  # (the JSON again, with the final clock; the plot stays)
     if as_json:
-        print(qr.to_json({**report, "report_json": str(json_path), "report_png": str(png_path), "saved_model": saved}))
+        print(qr.to_json({**report, "report_json": str(json_path), "report_png": str(png_path)}))
     else:
         best = report["best"]
         if best is None:
@@ -335,15 +384,15 @@ def suggest_cmd(
             out.print(
                 f"[bold]best config[/]: {best['model']}  ELR {best['elr']:.4g}, lr = ELR * (1 - momentum) = "
                 f"{best['lr']:.4g}, momentum {best['momentum']:g}, weight decay {best['weight_decay']:.3g}: "
-                f"accuracy {best['accuracy']:.4f} at epoch {best['epoch']} of {best['max_epochs']} "
-                f"({best['epochs']} trained, {best['seconds']:.0f}s)", highlight=False)
+                f"validation accuracy {best['accuracy']:.4f} at epoch {best['epoch']} of {best['max_epochs']} "
+                f"({best['epochs']} trained, {best['seconds']:.0f}s; selected on validation)", highlight=False)
+            out.print(_test_line(report), highlight=False, soft_wrap=True)
         out.print(f"stopped: {search.stop_reason}; {report['steps']} steps, {report['epochs_trained']} epochs, "
                   f"{_clock(report['elapsed_seconds'])} of {_clock(budget_s)} used", highlight=False)
         out.print(f"report: {json_path}  {png_path}", highlight=False, soft_wrap=True)
         if saved:
-            b = report["best"]
-            out.print(f"saved the best run's model (as of its epoch {b['epochs']}: accuracy {b['final_accuracy']:.4f}) "
-                      f"as {saved['name']!r} in {save_model} "
+            out.print(f"saved the model of epoch {saved['epoch']} ({save}; validation accuracy "
+                      f"{saved['val_accuracy']:.4f}) as {saved['name']!r} in {save_model} "
                       f"(quicktune.hub.create_model({saved['name']!r}, weights_dir={str(save_model)!r}))",
                       highlight=False, soft_wrap=True)
     if interrupted:

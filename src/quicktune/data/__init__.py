@@ -8,6 +8,13 @@ Layouts accepted (class folders hold the images; every sub-folder of a split is 
 Without a validation folder, the images are split reproducibly by `seed`, stratified per class
 (`val_fraction` of each class, at least one image, goes to validation).
 
+A test split (`test_fraction` set, as `quicktune suggest` does): ROOT/test/ when it exists (then
+it is never the validation split: validation is ROOT/val/ or a split of train), else
+`test_fraction` of each class of the training images (at least one; seeded by `seed`, drawn
+before the validation split and the shots), so the search never sees it and the chosen model's
+test accuracy is an unbiased estimate. `test_fraction=None` (collect, the meta-dataset) keeps
+the layout above.
+
 Images may come in mixed sizes and modes: they are normalised here — every image is converted to
 3-channel RGB (grayscale repeated, alpha dropped, palettes expanded) and resized, not cropped,
 to a `size x size` square (bilinear, antialiased), so no content is cut away. The decoded uint8

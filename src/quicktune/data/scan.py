@@ -49,19 +49,23 @@ def _scan_split(folder: Path) -> dict[str, list[Path]]:
     return files
 
 
-def _layout(root: Path) -> tuple[Path, Path | None]:
-    """(train folder, validation folder or None) for ROOT."""
+def _layout(root: Path, holdout: bool = False) -> tuple[Path, Path | None, Path | None]:
+    """(train folder, validation folder or None, test folder or None) for ROOT. Without
+    `holdout`, test/ serves as the validation split when there is no val/ (and no test folder)."""
     if not root.exists():
         raise DataError(f"{root}: no such directory")
     if not root.is_dir():
         raise DataError(f"{root}: not a directory (expected an ImageFolder: one sub-folder of images per class)")
     train = root / "train"
-    if train.is_dir():
-        for name in VAL_DIR_NAMES:
-            if (root / name).is_dir():
-                return train, root / name
-        return train, None
-    return root, None
+    if not train.is_dir():
+        return root, None, None
+    if holdout:
+        val, test = root / "val", root / "test"
+        return train, (val if val.is_dir() else None), (test if test.is_dir() else None)
+    for name in VAL_DIR_NAMES:
+        if (root / name).is_dir():
+            return train, root / name, None
+    return train, None, None
 
 
 # ------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ class DataError(ValueError):
 # ------------------------------------------------------------------------------------------------
 # Task specification
 # ------------------------------------------------------------------------------------------------
-_OPTION_KEYS = ("classes", "names", "shots", "vshots", "size", "seed", "val", "name")
+_OPTION_KEYS = ("classes", "names", "shots", "vshots", "size", "seed", "val", "test", "name")
 _OPTS_RE = re.compile(r"^(?P<path>.*?):(?P<opts>[A-Za-z_]+=[^:]*)$")
 
 
@@ -34,6 +34,8 @@ class TaskSpec:
     size:        side of the square images (None: chosen by the caller, e.g. the model's input)
     seed:        seeds the class draw, the shot draw and the split of an unsplit folder
     val_fraction: fraction of each class held out when the folder has no val/ or test/ split
+    test_fraction: hold out a test split: ROOT/test/ if present, else this fraction of each
+                 class of train (None: no test split; 0: none either, said explicitly)
     name:        the base name (default: the folder's name)
     """
 
@@ -45,6 +47,7 @@ class TaskSpec:
     size: int | None = None
     seed: int = 0
     val_fraction: float = DEFAULT_VAL_FRACTION
+    test_fraction: float | None = None
     name: str | None = None
 
     def __post_init__(self) -> None:
@@ -73,6 +76,12 @@ class TaskSpec:
         if self.name is not None and not re.fullmatch(r"[\w+-][\w.+-]*", self.name):
             raise DataError(f"{self.path}: `name` must be letters, digits, '_', '-', '+' or '.' (not starting with "
                             f"'.'), but got name={self.name!r}")
+        if self.test_fraction is not None and not 0.0 <= self.test_fraction < 1.0:
+            raise DataError(f"{self.path}: `0 <= test < 1` must hold, but got test={self.test_fraction}")
+
+    @property
+    def holds_out_test(self) -> bool:
+        return bool(self.test_fraction is not None and self.test_fraction > 0)
 
     # -- naming -------------------------------------------------------------------------------
     @property
@@ -116,7 +125,7 @@ class TaskSpec:
     # -- the compact string form --------------------------------------------------------------
     @classmethod
     def parse(cls, text: str) -> TaskSpec:
-        """Parse `PATH[:key=value,...]` (keys: classes, names, shots, vshots, size, seed, val, name).
+        """Parse `PATH[:key=value,...]` (keys: classes, names, shots, vshots, size, seed, val, test, name).
 
         `names` separates class names with '+'. Raises DataError for unknown keys or bad values.
         """
@@ -138,6 +147,8 @@ class TaskSpec:
                     kw["val_shots"] = int(value)
                 elif key == "val":
                     kw["val_fraction"] = float(value)
+                elif key == "test":
+                    kw["test_fraction"] = float(value)
                 elif key == "names":
                     kw["class_names"] = tuple(n for n in value.split("+") if n)
                 else:
@@ -163,6 +174,8 @@ class TaskSpec:
             opts.append(f"seed={self.seed}")
         if self.val_fraction != DEFAULT_VAL_FRACTION:
             opts.append(f"val={self.val_fraction:g}")
+        if self.test_fraction is not None:
+            opts.append(f"test={self.test_fraction:g}")
         if self.name is not None:
             opts.append(f"name={self.name}")
         return self.path + (":" + ",".join(opts) if opts else "")

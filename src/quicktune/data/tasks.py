@@ -57,6 +57,8 @@ class TaskData:
     original_channels: int  # 1 when every image was grayscale, else 3
     original_size: int  # median of the original images' longer side
     skipped: list[str] = field(default_factory=list)  # unreadable files skipped (skip_unreadable)
+    test: Split | None = None  # the held-out test split (spec.test_fraction), never trained or selected on
+    test_source: str = ""  # where the test split came from, in words (empty: no test split)
 
     @property
     def name(self) -> str:
@@ -211,16 +213,17 @@ def load_task(
     root = Path(spec.path).expanduser()
     cache = default_cache_dir() if cache_dir is True else (Path(cache_dir) if cache_dir else None)
 
-    train_dir, val_dir = _layout(root)
+    train_dir, val_dir, test_dir = _layout(root, holdout=spec.holds_out_test)
     train_files = _scan_split(train_dir)
     val_files = _scan_split(val_dir) if val_dir is not None else None
-    if val_files is not None and set(val_files) != set(train_files):
-        only_train = sorted(set(train_files) - set(val_files))
-        only_val = sorted(set(val_files) - set(train_files))
-        raise DataError(
-            f"{val_dir}: the validation split must have the same class folders as {train_dir}, but "
-            f"missing in validation: {only_train[:5]}, missing in train: {only_val[:5]}"
-        )
+    test_files = _scan_split(test_dir) if test_dir is not None else None
+    for other_dir, other, what in ((val_dir, val_files, "validation"), (test_dir, test_files, "test")):
+        if other is not None and set(other) != set(train_files):
+            raise DataError(
+                f"{other_dir}: the {what} split must have the same class folders as {train_dir}, but "
+                f"missing in {what}: {sorted(set(train_files) - set(other))[:5]}, missing in train: "
+                f"{sorted(set(other) - set(train_files))[:5]}"
+            )
 
     # Which classes to keep (before decoding, so derived tasks decode only what they use).
     all_classes = list(train_files)
@@ -247,7 +250,9 @@ def load_task(
     val_raw = None
     if val_dir is not None and val_files is not None:
         val_raw = _load_split(val_dir, val_files, target, cache)
-    skipped = _check_unreadable(train_raw["unreadable"] + (val_raw["unreadable"] if val_raw else []), skip_unreadable)
+    test_raw = _load_split(test_dir, test_files, target, cache) if test_dir is not None and test_files else None
+    skipped = _check_unreadable(train_raw["unreadable"] + (val_raw["unreadable"] if val_raw else [])
+                                + (test_raw["unreadable"] if test_raw else []), skip_unreadable)
     if skipped:
         from quicktune.notice import notice
 
@@ -268,6 +273,25 @@ def load_task(
         return raw["images"][mask], lab[mask], raw["channels"][m], raw["sides"][m]
 
     tr_x, tr_y, tr_ch, tr_side = select(train_raw, train_dir)
+    test: Split | None = None
+    test_source = ""
+    if test_raw is not None:
+        te_x, te_y, _, _ = select(test_raw, test_dir)  # type: ignore[arg-type]
+        test, test_source = Split(te_x.contiguous(), te_y.contiguous()), f"the {test_dir.name}/ folder"  # type: ignore[union-attr]
+    elif spec.holds_out_test:
+        # Drawn first, so the validation split and the shots never touch it.
+        need = 3 if val_raw is None else 2
+        for j, c in enumerate(keep):
+            if int((tr_y == j).sum()) < need:
+                raise DataError(
+                    f"{train_dir / c}: holding out a test split needs at least {need} images a class (test, "
+                    f"{'validation, ' if need == 3 else ''}train), but it has {int((tr_y == j).sum())}; "
+                    f"add a test/ folder or pass test=0"
+                )
+        rest_idx, te_idx = _stratified_split(tr_y.numpy(), float(spec.test_fraction), spec.seed + 0x7E57)  # type: ignore[arg-type]
+        test = Split(tr_x[te_idx].contiguous(), tr_y[te_idx].contiguous())
+        test_source = f"{spec.test_fraction:.0%} of each class of {train_dir.name}/ held out (seed {spec.seed})"
+        tr_x, tr_y, tr_ch, tr_side = tr_x[rest_idx], tr_y[rest_idx], tr_ch[rest_idx], tr_side[rest_idx]
     if val_raw is not None:
         va_x, va_y, va_ch, va_side = select(val_raw, val_dir)  # type: ignore[arg-type]
     else:
@@ -315,6 +339,8 @@ def load_task(
         original_channels=3 if (channels == 3).any() else 1,
         original_size=int(np.median(sides)) if len(sides) else target,
         skipped=skipped,
+        test=test,
+        test_source=test_source,
     )
 
 

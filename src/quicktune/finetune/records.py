@@ -100,7 +100,8 @@ def run_identity(
     task stays the same task (as in the Quick-Tune meta-dataset, where every model has its own
     resolution) and a resolution other than the model's input size joins the run key, so runs at
     different resolutions never share a key. A non-default batch size (not given as a config
-    extra) and pretrained=False are part of the key too.
+    extra), pretrained=False and a held-out test split (which changes the training images) are
+    part of the key too.
     """
     from quicktune.hub import model_info
 
@@ -114,4 +115,6 @@ def run_identity(
         identity["batch_size"] = bs
     if not pretrained:
         identity["pretrained"] = False
+    if data.spec.holds_out_test:  # trained on the images left after holding out a test split
+        identity["test_fraction"] = float(data.spec.test_fraction)  # type: ignore[arg-type]
     return dataset, run_key(dataset, config, int(seed), int(max_epochs), **identity)

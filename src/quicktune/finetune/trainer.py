@@ -53,6 +53,9 @@ def _numpy_rng_state() -> list[Any]:
 
 log = logging.getLogger(__name__)
 EVAL_BATCH_SIZE = 256
+# The weights of the run's best epoch so far (validation accuracy), kept with keep_best=True so the
+# model a search hands back is the one its report calls best, not merely the last one trained.
+BEST_NAME = "best.pt"
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -85,6 +88,8 @@ class Finetuner:
                     across processes). A checkpoint found there is resumed.
     keep_model:     keep the model in the checkpoint once the run is finished (needed to save
                     the fine-tuned model later); False shrinks it to the results only.
+    keep_best:      also keep the weights of the best epoch so far (`BEST_NAME` beside the
+                    checkpoint, rewritten whenever an epoch beats the run's earlier best)
     dataset:        the name recorded in the store (default: the task name, plus the resolution
                     when the spec names none and it differs from the model's input size)
     device:         None: CUDA when available, else the CPU (one run per process; a GPU per
@@ -107,6 +112,7 @@ class Finetuner:
         device: str | None = None,
         keep_model: bool = True,
         dataset: str | None = None,
+        keep_best: bool = False,
     ) -> None:
         from quicktune.hub import model_info
 
@@ -126,6 +132,7 @@ class Finetuner:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.amp = self.device.type == "cuda" and self.recipe.amp is not False
         self.keep_model = keep_model
+        self.keep_best = keep_best
         self.info = model_info(config.model, weights_dir)
         self.dataset, self.run_key = run_identity(data, config, max_epochs, seed, batch_size=batch_size,
                                                   pretrained=pretrained, weights_dir=weights_dir, dataset=dataset)
@@ -158,6 +165,16 @@ class Finetuner:
     @property
     def curve(self) -> list[float]:
         return [r.val_acc for r in self.results]
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The first epoch with the run's best finite validation accuracy (None: none finite)."""
+        finite = [(r.val_acc, -r.epoch) for r in self.results if math.isfinite(r.val_acc)]
+        return -max(finite)[1] if finite else None
+
+    @property
+    def best_path(self) -> Path | None:
+        return self.checkpoint_path.with_name(BEST_NAME) if self.checkpoint_path is not None else None
 
     def settings(self) -> dict[str, Any]:
         """What the row's `versions` JSON records about how the run was trained."""
@@ -277,6 +294,9 @@ class Finetuner:
         return self._model
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        if not hasattr(self, "_mean"):  # scoring a given model before this run's own was built
+            self._mean = torch.tensor(self.info.mean, dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
+            self._std = torch.tensor(self.info.std, dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
         x = x.to(self.device, non_blocking=True).float().div_(255.0)
         return (x - self._mean) / self._std
 
@@ -338,12 +358,19 @@ class Finetuner:
             count += len(idx)
         return total / max(count, 1), False
 
-    @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
         """(accuracy, mean cross-entropy) of the current model on the validation split."""
-        model = self.model
+        correct, n, loss_sum = self.score(self.data.val)
+        n = max(n, 1)
+        return correct / n, loss_sum / n
+
+    @torch.no_grad()
+    def score(self, split: Any, model: torch.nn.Module | None = None) -> tuple[int, int, float]:
+        """(correct, images, summed cross-entropy) of `model` (default: the current one) on
+        `split` (a data.Split, e.g. the task's validation or test split)."""
+        model = self.model if model is None else model
         model.eval()
-        images, labels = self.data.val.images, self.data.val.labels
+        images, labels = split.images, split.labels
         correct, loss_sum = 0, 0.0
         for i in range(0, len(labels), EVAL_BATCH_SIZE):
             x = self._inputs(images[i : i + EVAL_BATCH_SIZE])
@@ -352,8 +379,7 @@ class Finetuner:
                 out = model(x)
             loss_sum += float(F.cross_entropy(out.float(), y, reduction="sum"))
             correct += int((out.argmax(1) == y).sum())
-        n = max(len(labels), 1)
-        return correct / n, loss_sum / n
+        return correct, len(labels), loss_sum
 
     def train_until(
         self, epoch: int, on_epoch: Callable[[EpochResult], None] | None = None
@@ -389,6 +415,9 @@ class Finetuner:
                 log.warning("%s diverged in epoch %d (non-finite loss); the run stops", self.config.describe(), e)
             else:
                 result = EpochResult(e, acc, val_loss, train_loss, seconds, lr, "ok")
+            if self.keep_best and self.best_path is not None and math.isfinite(result.val_acc) and all(
+                    not result.val_acc <= r.val_acc for r in self.results):
+                self._save_best(result)  # before the checkpoint: a kill in between retrains the epoch
             self.results.append(result)
             new.append(result)
             self._save_checkpoint()
@@ -425,19 +454,54 @@ class Finetuner:
         with atomic_write(self.checkpoint_path) as f:
             torch.save(state, f)
 
+    def _save_best(self, result: EpochResult) -> None:
+        assert self._model is not None and self.best_path is not None
+        state = {"format": _CKPT_FORMAT, "run_key": self.run_key, "epoch": int(result.epoch),
+                 "val_acc": float(result.val_acc), "model": self._model.state_dict()}
+        with atomic_write(self.best_path) as f:
+            torch.save(state, f)
+
+    def trained_model(self, which: str = "best") -> tuple[torch.nn.Module, int]:
+        """(model, epoch): the run's model as of its best epoch (`which="best"`, from the weights
+        kept with keep_best, or the current model when that epoch is the last one) or of its last
+        trained epoch ("last"). The best model is a copy; the current model is not."""
+        if which not in ("best", "last"):
+            raise ValueError(f"`which` must be 'best' or 'last', but got {which!r}")
+        if not self.epochs_done:
+            raise RuntimeError(f"run {self.run_key} has trained no epoch yet")
+        best = self.best_epoch
+        if which == "last" or best is None or best == self.epochs_done:
+            return self.model, self.epochs_done
+        path = self.best_path
+        state = torch.load(path, map_location="cpu", weights_only=True) if path is not None and path.is_file() else None
+        if not state or state.get("run_key") != self.run_key or state.get("epoch") != best:
+            raise RuntimeError(
+                f"run {self.run_key}: the weights of its best epoch {best} were not kept (keep_best=False, or "
+                f"{path} is missing or stale); only its last epoch {self.epochs_done} can be saved")
+        import copy
+
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(state["model"])
+        return model, best
+
     def delete_checkpoint(self) -> None:
         """Remove this run's checkpoint directory (e.g. once its rows are safely stored)."""
         if self.checkpoint_path is not None and self.checkpoint_path.parent.exists():
             shutil.rmtree(self.checkpoint_path.parent, ignore_errors=True)
 
-    def save_model(self, weights_dir: str | os.PathLike[str], name: str | None = None) -> Path:
-        """Save the fine-tuned model as a hub checkpoint `<weights_dir>/<name>.pth` (+ .json), loadable
-        with `hub.create_model(name, weights_dir=weights_dir)`."""
+    def save_model(self, weights_dir: str | os.PathLike[str], name: str | None = None, which: str = "last") -> Path:
+        """Save the fine-tuned model (`which`: its "last" trained epoch, or its "best" one, see
+        `trained_model`) as a hub checkpoint `<weights_dir>/<name>.pth` (+ .json), loadable with
+        `hub.create_model(name, weights_dir=weights_dir)`; the epoch is recorded in the .json."""
         from dataclasses import replace
 
         from quicktune.hub import save_checkpoint
 
-        name = name or f"{self.config.model.split('.')[0]}.ft-{self.run_key[:8]}"
-        info = replace(self.info, name=name, num_source_classes=self.data.n_classes, source_dataset=self.dataset)
-        return save_checkpoint(self.model, info, weights_dir, classes=self.data.classes, run_key=self.run_key,
-                               config=self.config.to_dict())
+        model, epoch = self.trained_model(which)
+        name = name or f"{self.config.model.split('.')[0]}.ft-{self.run_key[:8]}-e{epoch}"
+        # input_size: the resolution it was fine-tuned at (e.g. 64 px on a CPU), which it expects.
+        info = replace(self.info, name=name, num_source_classes=self.data.n_classes, source_dataset=self.dataset,
+                       input_size=int(self.data.size))
+        return save_checkpoint(model, info, weights_dir, classes=self.data.classes, run_key=self.run_key,
+                               config=self.config.to_dict(), epoch=epoch,
+                               val_acc=float(self.results[epoch - 1].val_acc))

@@ -112,10 +112,14 @@ class QuickTune(Optimizer):
         self._epoch_seconds: dict[int, list[float]] = {}
         self._best_at = np.full(self.max_epochs + 1, -np.inf)  # best accuracy seen at epoch t
         self.step_seconds: list[float] = []  # optimizer overhead of each ask()
+        # The largest plain EI (accuracy units, cost ignored) of the last scoring: how much the
+        # optimizer still expects to gain at all (a stop rule reads it; None before any scoring).
+        self.last_max_ei: float | None = None
 
     # -- ask/tell -----------------------------------------------------------------------------
     def ask(self) -> Trial | None:
         start = time.perf_counter()
+        self.last_max_ei = None
         try:
             cand = self._candidates()
             if len(cand) == 0:
@@ -281,6 +285,8 @@ class QuickTune(Optimizer):
         best = self._best_at[np.minimum(epochs, self.max_epochs)]
         best = np.where(np.isfinite(best), best, overall)
         score = log_expected_improvement(mean, var.sqrt(), torch.as_tensor(best, dtype=DTYPE)).numpy()
+        finite = score[np.isfinite(score)]
+        self.last_max_ei = float(np.exp(finite.max())) if len(finite) else 0.0
         if self.cost_aware:
             score = score - self.cost_exponent * self.log_step_cost(cand)
         return score

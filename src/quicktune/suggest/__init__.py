@@ -15,7 +15,9 @@ The pieces, in the order the command uses them:
   empty curve) and its cost net, for every candidate, best first.
 - `Search`: a timed search that really fine-tunes: `QuickTune` asks, `FinetuneObjective` trains
   one epoch per step (a new config at epoch 1, or one more epoch of a started one), until the
-  wall-clock budget is used. All state lives in the work dir (run checkpoints + `session.json`),
+  wall-clock budget is used or the stop rule (`quicktune.stopping`) holds. Each run keeps its
+  best epoch's weights; the chosen model is measured on the task's held-out test split (an
+  unbiased estimate with a Wilson 95% interval, `quicktune.estimate`). All state lives in the work dir (run checkpoints + `session.json`),
   so running the same command again continues: the optimizer is re-told the history and the
   budget counts the time already spent.
 
@@ -60,6 +62,7 @@ from quicktune.suggest.session import (  # noqa: F401
 from quicktune.suggest.target import (  # noqa: F401
     FEATURE_SAMPLES,
     FEATURE_SEED,
+    DEFAULT_TEST_FRACTION,
     Target,
     TaskFeatures,
     open_target,

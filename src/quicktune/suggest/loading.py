@@ -10,6 +10,11 @@ from typing import Any
 from quicktune.suggest.errors import SuggestError
 
 DEFAULT_SURROGATE_PATH = Path(__file__).resolve().parents[1] / "assets" / "surrogate_v1.pt"
+# Surrogates shipped in the package, by the name `load_surrogate` accepts.
+SHIPPED_SURROGATES = {
+    "v1": DEFAULT_SURROGATE_PATH,
+    "quicktune": Path(__file__).resolve().parents[1] / "assets" / "surrogate_quicktune.pt",
+}
 # The v1 campaign trained with batch 32 at each model's input size capped at 64 px. A surrogate
 # may record its own training setting in info["finetune"]; these are the fallbacks.
 FALLBACK_BATCH_SIZE = 32
@@ -19,17 +24,23 @@ FALLBACK_BATCH_SIZE = 32
 # Surrogate and training settings
 # ------------------------------------------------------------------------------------------------
 def load_surrogate(path: str | os.PathLike[str] | None = None):
-    """The surrogate checkpoint at `path` (default: the one shipped in the package)."""
+    """The surrogate checkpoint at `path`, or a shipped one by name ("v1": the embedded CPU
+    meta-dataset's, the default; "quicktune": the Quick-Tune timm zoo's)."""
     from quicktune.surrogate.gp import Surrogate
 
-    p = Path(path).expanduser() if path is not None else DEFAULT_SURROGATE_PATH
+    shipped = isinstance(path, str) and path in SHIPPED_SURROGATES and not Path(path).exists()
+    if shipped:
+        p = SHIPPED_SURROGATES[str(path)]
+    else:
+        p = Path(path).expanduser() if path is not None else DEFAULT_SURROGATE_PATH
     if not p.is_file():
-        if path is None:
+        if path is None or shipped:
             raise SuggestError(
                 f"the default surrogate {p} is missing from this installation; reinstall quicktune or pass "
                 f"--surrogate FILE (a checkpoint written by `quicktune metatrain`)"
             )
-        raise SuggestError(f"{p}: no such surrogate checkpoint (--surrogate expects a file written by `quicktune metatrain`)")
+        raise SuggestError(f"{p}: no such surrogate checkpoint (--surrogate expects a file written by `quicktune metatrain` "
+                           f"or a shipped name: {', '.join(SHIPPED_SURROGATES)})")
     try:
         return Surrogate.load(p)
     except FileNotFoundError as e:

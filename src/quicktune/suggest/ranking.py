@@ -27,7 +27,7 @@ class Prediction:
     config_id: int
     config: Config
     accuracy: float  # predicted validation accuracy after `epochs` epochs, clipped to [0, 1]
-    std: float  # its posterior standard deviation
+    std: float  # its predictive standard deviation (the GP's, observation noise included)
     seconds_per_epoch: float
     epochs: int
 
@@ -45,23 +45,28 @@ class Prediction:
         }
 
 
-def zero_shot(surrogate: Any, configs: Sequence[Config], features: TaskFeatures, epochs: int) -> list[Prediction]:
-    """Every candidate's predicted accuracy at epoch `epochs` of an `epochs`-epoch run (budget 1,
-    no curve observed) and its predicted cost, best predicted accuracy first (ties: candidate
-    order)."""
+def zero_shot(
+    surrogate: Any, configs: Sequence[Config], features: TaskFeatures, epochs: int, horizon: int | None = None
+) -> list[Prediction]:
+    """Every candidate's predicted accuracy at epoch `epochs` of a `horizon`-epoch run (default:
+    an `epochs`-epoch run, budget 1; no curve observed) and its predicted cost, best predicted
+    accuracy first (ties: candidate order)."""
     if epochs < 1:
         raise SuggestError(f"`--epochs >= 1` must hold, but got {epochs}")
     n = len(configs)
     if n == 0:
         return []
     static = surrogate.static_inputs(configs, features.dataset, features.pairs, features.models)
-    rows = surrogate.rows(static, np.full(n, epochs, dtype=int), [()] * n, horizon=epochs)
+    rows = surrogate.rows(static, np.full(n, epochs, dtype=int), [()] * n, horizon=horizon or epochs)
     surrogate.condition(None, None)  # the prior: nothing observed on this task
     mean, var = surrogate.posterior(rows)
     log_cost = surrogate.log_cost(static)
-    mean, std = mean.numpy(), torch.sqrt(var).numpy()
+    # A recorded accuracy is the latent curve plus observation noise: the interval a user can
+    # check against what they measure includes the noise.
+    mean, std = mean.numpy(), torch.sqrt(var + surrogate.gp.noise).numpy()
     sec = np.exp(log_cost.numpy())
     order = sorted(range(n), key=lambda i: (-mean[i] if math.isfinite(mean[i]) else math.inf, i))
-    # The GP mean is unbounded; an accuracy is not. Ranking uses the raw mean (clipping would tie).
+    # The surrogate's prior mean is inside (0, 1) already (a sigmoid); the clip guards a
+    # constant-mean surrogate. Ranking uses the raw mean.
     acc = np.clip(mean, 0.0, 1.0)
     return [Prediction(i, configs[i], float(acc[i]), float(std[i]), float(sec[i]), int(epochs)) for i in order]

@@ -15,6 +15,7 @@ import torch
 
 from quicktune.protocol import Observation, Trial
 from quicktune.space import Config
+from quicktune.stopping import StopMonitor, StopRule
 from quicktune.suggest.candidates import candidates_fingerprint
 from quicktune.suggest.errors import SuggestError
 from quicktune.suggest.loading import FALLBACK_BATCH_SIZE
@@ -60,6 +61,10 @@ class Search:
     The work dir holds `runs/` (the objective's checkpoints) and `session.json`; a work dir of a
     search with other identity settings (data, candidates, epochs, seed, batch size,
     resolution) is refused with a SuggestError rather than mixed.
+    stop_rule: a `stopping.StopRule` (default: `DEFAULT_STOP_WHEN`), checked before every step;
+               not part of the identity, so a rerun may pass another one (e.g. "none") to go on.
+    Each run keeps its best epoch's weights, so the model handed back (`save_best_model`) and
+    measured on the test split (`test_estimate`) is the one of the epoch the report calls best.
     """
 
     def __init__(
@@ -80,6 +85,7 @@ class Search:
         clock_start: float | None = None,
         reserve_seconds: float | None = None,
         on_event: Callable[[str, Search], None] | None = None,
+        stop_rule: StopRule | None = None,
     ) -> None:
         from quicktune.objective import FinetuneObjective
         from quicktune.optimizer.quicktune import QuickTune
@@ -97,6 +103,9 @@ class Search:
         self.workdir = Path(workdir)
         self.seed = int(seed)
         self.batch_size = int(batch_size)
+        self.stop_rule = stop_rule if stop_rule is not None else StopRule.parse(None)
+        self.monitor = StopMonitor(self.stop_rule)
+        self._max_ei: dict[int, float | None] = {}  # config id -> max EI of the ask that chose its running step
         self.on_event = on_event
         self._t0 = clock_start if clock_start is not None else time.perf_counter()
         self._frozen: float | None = None
@@ -134,7 +143,7 @@ class Search:
             space=self.space, data=target.spec, max_epochs=self.max_epochs, workdir=self.workdir, seed=self.seed,
             max_image_size=target.max_image_size, batch_size=self.batch_size, num_threads=threads,
             weights_dir=target.weights_dir, pretrained=pretrained, skip_unreadable=target.skip_unreadable,
-            keep_finished_models=True,
+            keep_finished_models=True, keep_best_weights=True,
         )
         self.objective = FinetuneObjective(**self._objective_args)
         self.optimizer = QuickTune(
@@ -223,6 +232,8 @@ class Search:
                 self.steps.append(StepRecord(len(self.steps) + 1, obs.trial.config_id, e, float(obs.curve[e - 1]),
                                              secs, self.elapsed_before, 0.0, recovered=True))
         self.resumed_epochs = n
+        for st in self.steps:  # the stop rule sees the earlier sessions' steps again
+            self.monitor.observe([st.accuracy], st.max_ei)
         if n and not self.trace:  # checkpoints without a session: the best so far at time 0
             self._update_trace(step=0)
         return n
@@ -259,9 +270,11 @@ class Search:
 
     # -- one step, shared by the one-worker loop (`run`) and the pool (`suggest.parallel`) ----------
     def stop_before_ask(self) -> str | None:
-        """Why no further step may start now ("budget"), or None; `reserve` seconds are kept for
-        the shut-down. Until one epoch is trained the search goes on whatever the set-up cost: a
-        search that reports nothing helps no one."""
+        """Why no further step may start now (the stop rule's reason, or "budget"), or None. Until
+        one epoch is trained the search goes on whatever the set-up cost: a search that reports
+        nothing helps no one. `reserve` seconds are kept for the shut-down."""
+        if self.monitor.reason is not None:  # the stop rule held after the last step
+            return self.monitor.reason
         if self.elapsed + self.reserve >= self.budget and self.epochs_trained > 0:
             return "budget"
         return None
@@ -277,6 +290,8 @@ class Search:
                 return t, 0.0
         t0 = time.perf_counter()
         trial = self.optimizer.ask()
+        if trial is not None:
+            self._max_ei[trial.config_id] = getattr(self.optimizer, "last_max_ei", None)
         return trial, time.perf_counter() - t0
 
     def refuse(self, trial: Trial) -> str | None:
@@ -303,8 +318,10 @@ class Search:
         if self.current is not None and self.current["config_id"] == trial.config_id:
             self.current = None
         acc = obs.curve[-1] if obs.curve else math.nan
+        max_ei = self._max_ei.pop(trial.config_id, None)
         self.steps.append(StepRecord(len(self.steps) + 1, trial.config_id, obs.epochs, float(acc),
-                                     float(obs.seconds), self.elapsed, overhead))
+                                     float(obs.seconds), self.elapsed, overhead, max_ei))
+        self.monitor.observe([float(acc)], max_ei)
         self._update_trace(step=len(self.steps))
         self.save_session()
         self._emit("step")
@@ -332,7 +349,8 @@ class Search:
         return reason
 
     def run(self) -> str:
-        """Search until the budget is used; returns why it stopped: "budget", "next step would
+        """Search until the budget is used; returns why it stopped: the stop rule's reason
+        (`stop_rule`, e.g. "no improvement for 40 epochs (patience=40)"), "budget", "next step would
         overrun the budget" or "every candidate is finished". A step is not started when the
         budget is used or the step is predicted to overrun it, except that a search with no epoch
         trained yet always trains one. A KeyboardInterrupt saves the session (the interrupted
@@ -381,10 +399,46 @@ class Search:
             })
         return out
 
-    def report(self, surrogate_path: str | None = None) -> dict[str, Any]:
-        """The JSON-able report: best config, every run's curve, the incumbent trace, the steps."""
+    def test_estimate(self, which: str = "best") -> Any:
+        """The chosen model's accuracy on the test split with its Wilson 95% interval
+        (`estimate.AccuracyEstimate`), or None when the task has no test split or nothing was
+        trained. The chosen model: the incumbent run as of its best epoch (`which="best"`, the epoch
+        the report calls best) or of its last trained epoch ("last")."""
+        from quicktune.estimate import AccuracyEstimate
+
+        inc = self.incumbent()
+        if inc is None:
+            return None
+        ft = self.objective.finetuner(inc["config_id"])
+        if ft.data.test is None or len(ft.data.test) == 0:
+            return None
+        model, _ = ft.trained_model(which)
+        correct, n, _ = ft.score(ft.data.test, model)
+        return AccuracyEstimate(correct, n)
+
+    def chosen(self, which: str = "best") -> dict[str, Any] | None:
+        """Which weights are handed back: {config_id, which, epoch, val_accuracy}."""
+        inc = self.incumbent()
+        if inc is None:
+            return None
+        ft = self.objective.finetuner(inc["config_id"])
+        epoch = inc["epoch"] if which == "best" else ft.epochs_done
+        return {"config_id": inc["config_id"], "which": which, "epoch": epoch,
+                "val_accuracy": float(ft.results[epoch - 1].val_acc)}
+
+    def report(self, surrogate_path: str | None = None, which: str = "best", test: bool = True) -> dict[str, Any]:
+        """The JSON-able report: best config (selected on validation), the chosen model's test
+        accuracy (the unbiased estimate; `test=False` skips measuring it), every run's curve, the
+        incumbent trace, the steps."""
         runs = self.runs()
         inc = self.incumbent()
+        estimate, test_split = None, ""
+        if inc is not None:
+            test_split = self.objective.finetuner(inc["config_id"]).data.test_source
+            try:
+                estimate = self.test_estimate(which) if test else None
+            except RuntimeError as e:  # e.g. a work dir from before best weights were kept
+                test_split = f"not measured: {e}"
         best = None
         if inc is not None:
             run = next(r for r in runs if r["config_id"] == inc["config_id"])
@@ -398,6 +452,7 @@ class Search:
             "budget_seconds": self.budget,
             "elapsed_seconds": self.elapsed,
             "stop_reason": self.stop_reason,
+            "stop_when": self.stop_rule.to_string(),
             "seed": self.seed,
             "max_epochs": self.max_epochs,
             "batch_size": self.batch_size,
@@ -409,19 +464,24 @@ class Search:
             "sessions": self.sessions,
             "optimizer_overhead": self.optimizer.overhead,
             "best": best,
+            "chosen": self.chosen(which),
+            "test": estimate.to_dict() if estimate is not None else None,
+            "test_split": test_split or "no test split (test=0)",
             "runs": runs,
             "trace": self.trace,
             "step_log": [vars(s) for s in self.steps],
         }
 
-    def save_best_model(self, weights_dir: str | os.PathLike[str], name: str | None = None) -> tuple[str, Path]:
-        """Save the incumbent's fine-tuned model (as of its last trained epoch) as a hub checkpoint;
-        returns (hub name, .pth path): `hub.create_model(name, weights_dir=weights_dir)` loads it."""
+    def save_best_model(self, weights_dir: str | os.PathLike[str], name: str | None = None,
+                        which: str = "best") -> tuple[str, Path]:
+        """Save the incumbent's fine-tuned model as a hub checkpoint: as of the epoch the report
+        calls best (`which="best"`) or of its last trained epoch ("last"); returns (hub name, .pth
+        path): `hub.create_model(name, weights_dir=weights_dir)` loads it."""
         inc = self.incumbent()
         if inc is None:
             raise SuggestError("no run has finished an epoch yet: there is no fine-tuned model to save")
         ft = self.objective.finetuner(inc["config_id"])
-        path = ft.save_model(weights_dir, name)
+        path = ft.save_model(weights_dir, name, which=which)
         return path.stem, path
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+
+import numpy as np
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,6 +20,9 @@ from quicktune.suggest.errors import SuggestError
 # (metadataset/campaign/campaign_v1.py): the same sample size and seed give the same numbers.
 FEATURE_SAMPLES = 500
 FEATURE_SEED = 0
+# Without a test/ folder, this share of each class of the training images is held out as the test
+# split (seeded by the task's seed): the search never sees it (TaskSpec.test_fraction; `test=F`).
+DEFAULT_TEST_FRACTION = 0.2
 
 
 # ------------------------------------------------------------------------------------------------
@@ -59,12 +64,17 @@ def open_target(
     weights_dir: str | os.PathLike[str] | None = None,
     max_image_size: int | None = None,
     skip_unreadable: bool = False,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
 ) -> Target:
-    """Validate the data folder (DataError with one line on bad input) by loading it once."""
+    """Validate the data folder (DataError with one line on bad input) by loading it once.
+
+    The task holds out a test split (its test/ folder, else `test_fraction` of train) unless the
+    spec sets `test=` itself (`test=0`: no test split)."""
     if max_image_size is not None and not 4 <= max_image_size <= 4096:
         raise SuggestError(f"`4 <= --max-image-size <= 4096` must hold, but got {max_image_size}")
     spec = TaskSpec.parse(str(data))
-    spec = replace(spec, path=str(Path(spec.path).expanduser().resolve()))
+    spec = replace(spec, path=str(Path(spec.path).expanduser().resolve()),
+                   test_fraction=spec.test_fraction if spec.test_fraction is not None else test_fraction)
     target = Target(spec, str(weights_dir) if weights_dir is not None else None, max_image_size, skip_unreadable)
     if not models:
         raise SuggestError("no models to consider")
@@ -118,14 +128,15 @@ def task_features(
 
 def out_of_range(surrogate: Any, features: TaskFeatures, limit: float = 3.0) -> list[tuple[str, str, float]]:
     """The target's features that lie more than `limit` meta-training standard deviations from the
-    meta-training mean: [(model or "", feature, z)], largest |z| first. Predictions that rest on
-    them are extrapolations (a deep kernel's mean can leave [0, 1] there)."""
+    meta-training mean: [(model or "", feature, z)], largest |z| first. The surrogate sees them
+    clipped to its scaler's limit (3 SDs), so predictions there are "as at the edge of the
+    meta-dataset", not extrapolations."""
     scaler = surrogate.scaler
     found: dict[tuple[str, str], float] = {}
     for m, pair in features.pairs.items():
-        z = scaler.transform([{**features.dataset, **pair}])[0]
+        z = scaler.zscores([{**features.dataset, **pair}])[0]
         for name, v in zip(scaler.names, z):
-            if abs(v) > limit:
+            if np.isfinite(v) and abs(v) > limit:
                 key = ("" if name in features.dataset else m, name)
                 found[key] = max(found.get(key, 0.0), float(v), key=abs)
     return sorted(((m, n, v) for (m, n), v in found.items()), key=lambda t: -abs(t[2]))

@@ -77,13 +77,16 @@ def sample_rows(
     prefix_dropout: float = 0.0,
     model_dropout: float = 0.0,
     early_bias: float = 0.0,
+    feature_dropout: float = 0.0,
 ) -> tuple[Tensor, Tensor, np.ndarray, np.ndarray]:
     """A batch of rows from one dataset: (x: (B x width), y: (B,), runs: (B,), t: (B,)).
 
     Each row is a run at a uniformly drawn recorded epoch t, with its curve up to t - 1 (or, with
     probability `prefix_dropout`, a shorter prefix, so the surrogate can also extrapolate from
     few epochs). With probability `model_dropout` the model identity is hidden (index -1), which
-    trains the shared "unknown model" embedding.
+    trains the shared "unknown model" embedding. With probability `feature_dropout` per row and
+    feature group (the scaler's groups: dataset descriptors, (model, dataset) domain features),
+    the group is hidden (values and presence 0) exactly as a target lacking it is encoded.
     """
     runs_all = arrays.runs
     replace = len(runs_all) < batch_size
@@ -109,6 +112,8 @@ def sample_rows(
         static = static.clone()
         col = surrogate.layout.model_col
         static[:, col] = torch.where(hide, torch.full_like(static[:, col], -1.0), static[:, col])
+    if feature_dropout > 0 and surrogate.scaler.dim:
+        static = mask_feature_groups(surrogate, static, rng, feature_dropout)
     x = surrogate.layout.pack(
         static,
         torch.as_tensor(t / T, dtype=DTYPE),
@@ -117,6 +122,19 @@ def sample_rows(
     )
     y = torch.as_tensor(arrays.perf[runs, t - 1], dtype=DTYPE)
     return x, y, runs, t
+
+
+def mask_feature_groups(surrogate: Surrogate, static: Tensor, rng: np.random.Generator, p: float) -> Tensor:
+    """A copy of static inputs (n x static_dim) with each feature group of each row hidden with
+    probability p: its standardised values and its presence indicators set to 0."""
+    static = static.clone()
+    k, start = surrogate.scaler.dim, surrogate.layout.meta_start
+    for cols in surrogate.scaler.group_columns().values():
+        hide = torch.as_tensor(rng.random(static.shape[0]) < p)
+        idx = torch.as_tensor([start + j for j in cols] + [start + k + j for j in cols])
+        block = static[:, idx]
+        static[:, idx] = torch.where(hide[:, None], torch.zeros_like(block), block)
+    return static
 
 
 @dataclass
@@ -269,6 +287,7 @@ def meta_train(
     prefix_dropout: float = 0.2,
     model_dropout: float = 0.1,
     early_bias: float = 0.5,
+    feature_dropout: float = 0.2,
     cost_weight: float = 1.0,
     mean_weight: float = 1.0,
     model_descriptors: Mapping[str, Mapping[str, float]] | None = None,
@@ -286,8 +305,8 @@ def meta_train(
     variance: the prior mean alone is the zero-shot prediction) + `cost_weight` * the cost net's
     squared error in standardised log seconds. Adam with a cosine-decayed learning rate.
     early_bias: share of rows whose epoch is drawn log-uniformly (early epochs are where a
-    time-boxed search decides, and where curves move most); prefix_dropout / model_dropout: see
-    `sample_rows`. Defaults are the settings the replay benchmark validated.
+    time-boxed search decides, and where curves move most); prefix_dropout / model_dropout /
+    feature_dropout: see `sample_rows`. Defaults are the settings the replay benchmark validated.
     """
     if steps < 1:
         raise ValueError(f"`steps >= 1` must hold, but got steps={steps}")
@@ -299,14 +318,16 @@ def meta_train(
     train_tasks = [table.task(d) for d in train_names]
     val_tasks = [table.task(d) for d in val_names]
 
-    feature_names = [*table.dataset_feature_names(), *table.pair_feature_names()]
+    dataset_names, pair_names = table.dataset_feature_names(), table.pair_feature_names()
+    feature_names = [*dataset_names, *pair_names]
+    feature_groups = ["dataset"] * len(dataset_names) + ["pair"] * len(pair_names)
     feature_rows = []
     for t in train_tasks:
         feature_rows.extend([{**t.dataset_features, **p} for p in t.pair_features.values()] or [t.dataset_features])
     space = SearchSpace([c for t in train_tasks for c in t.configs])
     surrogate = Surrogate.build(
         space, table.max_epochs, feature_rows, feature_names, model_descriptors, net=net, kernel=kernel, mean=mean,
-        seed=seed,
+        seed=seed, feature_groups=feature_groups,
     )
     rng = np.random.default_rng(seed)
     train_arrays = [a for a in (task_arrays(surrogate, t) for t in train_tasks) if len(a.runs)]
@@ -334,11 +355,13 @@ def meta_train(
     history: list[dict[str, float]] = []
     bar = _progress(progress, steps)
     running = math.nan
+    skipped = 0  # steps whose batch failed numerically (recorded: many would mean a broken setup)
     with bar:
         task_id = bar.add_task("meta-training", total=steps, status="") if bar else None
         for step in range(1, steps + 1):
             arrays = train_arrays[int(rng.integers(len(train_arrays)))]
-            x, y, runs, t = sample_rows(surrogate, arrays, rng, batch_size, prefix_dropout, model_dropout, early_bias)
+            x, y, runs, t = sample_rows(surrogate, arrays, rng, batch_size, prefix_dropout, model_dropout, early_bias,
+                                        feature_dropout)
             gp.train()
             surrogate.cost_net.train()
             gp.condition(x, y)
@@ -361,6 +384,7 @@ def meta_train(
                 running = value if math.isnan(running) else 0.95 * running + 0.05 * value
             except _NUMERIC_ERRORS:
                 opt.zero_grad()  # a rare ill-conditioned batch: skip it rather than stop
+                skipped += 1
             sched.step()
             if step % val_every == 0 or step == steps:
                 record: dict[str, float] = {"step": float(step), "train_loss": running}
@@ -387,6 +411,7 @@ def meta_train(
     surrogate.info.update(
         {
             "seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr, "best_step": best_step,
+            "feature_dropout": feature_dropout, "skipped_steps": skipped,
             "train_datasets": train_names, "val_datasets": val_names, "val_metrics": val_metrics,
             "untrained_val_metrics": untrained, "seconds": seconds,
         }

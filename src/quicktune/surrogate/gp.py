@@ -3,8 +3,10 @@ encoding of the search space into one checkpoint file.
 
 The GP is a gpytorch ExactGP whose kernel acts on learned features: k(x, x') = s * Matern52(
 phi(x), phi(x')) with phi the `FeatureExtractor`; Gaussian likelihood. Its mean is, by default,
-the last observed accuracy of the row's curve prefix plus a linear function of the same features
-(`mean="residual"`; `"learned"` drops the last-value term) rather than a constant: with no
+sigmoid(logit of the last observed accuracy of the row's curve prefix + a linear function of the
+same features) (`mean="residual"`; `"learned"` drops the last-value term) rather than a constant,
+and the kernel is scaled per row by 2 sqrt(m (1 - m)) of that mean m, so prior predictions are
+accuracies inside (0, 1) with a spread that narrows near the bounds. With no
 observation of the target dataset yet, a constant-mean GP predicts the same value for every
 candidate, while the learned mean carries what meta-training found about which configs do well
 on which datasets (the zero-shot ranking), and anchoring it at the last observed value makes
@@ -24,6 +26,7 @@ from typing import Any
 import gpytorch
 import numpy as np
 from gpytorch.utils.cholesky import psd_safe_cholesky
+from linear_operator import to_linear_operator
 import torch
 from torch import Tensor
 
@@ -31,7 +34,9 @@ from quicktune.space import Config, SearchSpace
 from quicktune.surrogate.nets import DTYPE, CostNet, FeatureExtractor, FeatureScaler, InputLayout, NetConfig, pad_prefixes
 
 CHECKPOINT_FORMAT = "quicktune-surrogate"
-CHECKPOINT_VERSION = 1
+_EDGE = 0.005  # logit of the last value is taken of it clamped to [_EDGE, 1 - _EDGE]
+_MIN_SCALE = 0.1  # the kernel scale never drops below this (a chance-level or perfect mean)
+CHECKPOINT_VERSION = 2  # 2: feature presence columns, clipped features, bounded mean
 
 
 class DeepKernelGP(gpytorch.models.ExactGP):
@@ -61,17 +66,42 @@ class DeepKernelGP(gpytorch.models.ExactGP):
         self.to(DTYPE)
 
     def _prior_mean(self, x: Tensor, z: Tensor) -> Tensor:
+        """(n,) prior mean of the accuracy at rows x with features z = extractor(x).
+
+        "residual" / "learned": sigmoid(linear(z) [+ logit(last observed value)]), inside (0, 1)
+        by construction, so a zero-shot prediction (the prior alone) is an accuracy whatever the
+        inputs; "constant": the textbook unbounded constant mean.
+        """
         mean = self.mean_module(z)
+        if self.mean_kind == "constant":
+            return mean
         if self.mean_kind == "residual":
             # Curves move little from one epoch to the next: the last observed value is the
             # natural prior guess, and the net only learns the change (and, for an unstarted
-            # config, whose last value is 0, the level itself).
-            mean = mean + self.extractor.layout.last_value(x)
-        return mean
+            # config, which has no last value, the level itself).
+            lay = self.extractor.layout
+            if lay.curve_len:
+                started = (lay.mask(x) > 0.5).any(dim=1)
+                last = torch.logit(lay.last_value(x).clamp(_EDGE, 1 - _EDGE))
+                mean = mean + torch.where(started, last, torch.zeros_like(last))
+        return torch.sigmoid(mean)
+
+    def _scale(self, mean: Tensor) -> Tensor:
+        """(n,) per-row scale of the kernel from the prior mean m: 2 sqrt(m (1 - m)) (1 at m = 0.5),
+        the binomial shape of an accuracy's spread, so the uncertainty shrinks towards the bounds
+        instead of putting mass outside [0, 1]; 1 for the constant mean."""
+        if self.mean_kind == "constant":
+            return torch.ones_like(mean)
+        return (2.0 * torch.sqrt(mean * (1.0 - mean))).clamp_min(_MIN_SCALE)
 
     def forward(self, x: Tensor) -> gpytorch.distributions.MultivariateNormal:
         z = self.extractor(x)
-        return gpytorch.distributions.MultivariateNormal(self._prior_mean(x, z), self.covar_module(z))
+        mean = self._prior_mean(x, z)
+        g = self._scale(mean)
+        # A linear operator, not a dense tensor: torch's MultivariateNormal would factorise the
+        # noise-free prior covariance at once, which fails on near-duplicate rows.
+        covar = to_linear_operator(self.covar_module(z).to_dense() * g[:, None] * g[None, :])
+        return gpytorch.distributions.MultivariateNormal(mean, covar)
 
     def condition(self, x: Tensor | None, y: Tensor | None) -> None:
         """Use (x: (n x width), y: (n,)) as the training data (None, None: the prior)."""
@@ -92,16 +122,19 @@ class DeepKernelGP(gpytorch.models.ExactGP):
         with torch.no_grad():
             z = self.extractor(x)
             mean = self._prior_mean(x, z)
-            var = self.covar_module(z, diag=True)
+            g = self._scale(mean)
+            var = self.covar_module(z, diag=True) * g * g
             if self.train_inputs is None or self.train_targets is None or len(self.train_targets) == 0:
                 return mean, var.clamp_min(0.0)
             x_tr, y_tr = self.train_inputs[0], self.train_targets
             z_tr = self.extractor(x_tr)
-            K = self.covar_module(z_tr).to_dense()
+            mean_tr = self._prior_mean(x_tr, z_tr)
+            g_tr = self._scale(mean_tr)
+            K = self.covar_module(z_tr).to_dense() * g_tr[:, None] * g_tr[None, :]
             K = K + self.likelihood.noise * torch.eye(len(y_tr), dtype=K.dtype)
             L = psd_safe_cholesky(K)
-            alpha = torch.cholesky_solve((y_tr - self._prior_mean(x_tr, z_tr)).unsqueeze(-1), L)  # (n x 1)
-            Ks = self.covar_module(z, z_tr).to_dense()  # (m x n)
+            alpha = torch.cholesky_solve((y_tr - mean_tr).unsqueeze(-1), L)  # (n x 1)
+            Ks = self.covar_module(z, z_tr).to_dense() * g[:, None] * g_tr[None, :]  # (m x n)
             v = torch.linalg.solve_triangular(L, Ks.T, upper=False)  # (n x m)
             return mean + (Ks @ alpha).squeeze(-1), (var - (v * v).sum(dim=0)).clamp_min(0.0)
 
@@ -144,7 +177,7 @@ class Surrogate:
         self.mean = mean
         self.info: dict[str, Any] = dict(info or {})
         hp_dim = SearchSpace.from_state_dict(self.space_state, [Config("_", 1e-3)]).dim
-        self.layout = InputLayout(hp_dim, desc_scaler.dim, scaler.dim, self.max_epochs - 1)
+        self.layout = InputLayout(hp_dim, desc_scaler.dim, 2 * scaler.dim, self.max_epochs - 1)
         extractor = FeatureExtractor(self.layout, len(self.models), self.net_config, self.max_epochs)
         self.gp = DeepKernelGP(extractor, kernel=kernel, mean=mean)
         self.cost_net = CostNet(self.layout, len(self.models), self.net_config).to(DTYPE)
@@ -162,12 +195,15 @@ class Surrogate:
         kernel: str = "matern",
         mean: str = "residual",
         seed: int = 0,
+        feature_groups: Sequence[str] | None = None,
     ) -> Surrogate:
         """An untrained surrogate for configs encoded like `space`.
 
         feature_rows: dataset (+ pair) feature dicts the scaler is fitted on (one per dataset or
         per (dataset, model)); feature_names: which of their keys the surrogate uses.
         model_descriptors: {model: {name: value}} numeric model descriptors (optional).
+        feature_groups: one group name per feature name (e.g. "dataset" / "pair"): meta-training
+        hides whole groups at random, as a target may lack one (domain features without weights).
         """
         descriptors = {m: dict(v) for m, v in (model_descriptors or {}).items()}
         desc_names = sorted({k for v in descriptors.values() for k in v})
@@ -176,7 +212,7 @@ class Surrogate:
             return cls(
                 space_state=space.state_dict(),
                 max_epochs=max_epochs,
-                scaler=FeatureScaler.fit(list(feature_rows), feature_names),
+                scaler=FeatureScaler.fit(list(feature_rows), feature_names, feature_groups),
                 desc_scaler=FeatureScaler.fit(list(descriptors.values()), desc_names),
                 model_descriptors=descriptors,
                 net=net,
@@ -196,7 +232,8 @@ class Surrogate:
 
         dataset_features: {name: value} of the target dataset; pair_features: {model: {name:
         value}} (model, dataset) features; model_descriptors: extra/override model descriptors
-        (for models meta-training never saw). Missing features scale to 0 (the training mean).
+        (for models meta-training never saw). A missing feature is 0 with presence 0 (a case
+        meta-training covers by hiding feature groups).
         """
         n = len(configs)
         space = SearchSpace.from_state_dict(self.space_state, configs) if n else None
@@ -206,7 +243,8 @@ class Surrogate:
         desc = self.desc_scaler.transform([descs.get(c.model, {}) for c in configs])
         ds = dict(dataset_features or {})
         pf = pair_features or {}
-        meta = self.scaler.transform([{**ds, **pf.get(c.model, {})} for c in configs])
+        feature_rows = [{**ds, **pf.get(c.model, {})} for c in configs]
+        meta = np.concatenate([self.scaler.transform(feature_rows), self.scaler.presence(feature_rows)], axis=1)
         return torch.cat(
             [hp.to(DTYPE), midx.reshape(-1, 1), torch.as_tensor(desc, dtype=DTYPE), torch.as_tensor(meta, dtype=DTYPE)],
             dim=1,

@@ -5,8 +5,8 @@ One surrogate input row describes "config c, evaluated at epoch t, after having 
 to epoch t - 1". Rows are packed into one float tensor so gpytorch's ExactGP can cache and
 concatenate them like any other input. The columns are (see `InputLayout`):
 
-    [ hp (d) | model index (1) | model descriptors (m) | meta features (k) | budget (1)
-      | curve prefix (L) | prefix mask (L) ]
+    [ hp (d) | model index (1) | model descriptors (m) | meta features (k) | meta presence (k)
+      | budget (1) | curve prefix (L) | prefix mask (L) ]
 
 where L = max_epochs - 1 of the meta-training horizon. The first four blocks depend only on the
 config and the dataset ("static" inputs, computed once per candidate and cached); the last three
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,21 +33,41 @@ DTYPE = torch.float64
 LOG_FEATURES = frozenset({"n_samples", "n_classes", "image_size", "n_params", "params", "parameters", "macs", "flops"})
 
 
+# Standardised features are clipped to this many standard deviations: a target unlike every
+# meta-training dataset (a 5-SD similarity, 100x the images) is treated as "at the edge of what was
+# seen" instead of being extrapolated linearly by the nets, which saturated every prediction.
+CLIP_SD = 3.0
+
+
 @dataclass
 class FeatureScaler:
     """Standardises named numeric features (log first for counts) with statistics fitted once.
 
     The statistics are saved in the surrogate checkpoint so meta-training and search time scale
-    a dataset's features identically. A feature missing from a row becomes 0 (the training mean).
+    a dataset's features identically. Standardised values are clipped to +-`clip` SDs. A feature
+    that was constant over meta-training (std 0 here) carries no information and always scales
+    to 0. A missing feature is not a silent 0: `presence` marks it, and the surrogate sees both
+    (meta-training hides whole `groups` of features at random so that "unknown" is a trained case).
     """
 
     names: list[str]
     log: list[bool]
     mean: list[float]
     std: list[float]
+    groups: list[str] = field(default_factory=list)
+    clip: float = CLIP_SD
+
+    def __post_init__(self) -> None:
+        if not self.groups:
+            self.groups = ["all"] * len(self.names)
+        if len(self.groups) != len(self.names):
+            raise ValueError(f"one group per feature is needed, but got {len(self.groups)} groups for {len(self.names)} names")
 
     @classmethod
-    def fit(cls, rows: Sequence[Mapping[str, float]], names: Sequence[str]) -> FeatureScaler:
+    def fit(
+        cls, rows: Sequence[Mapping[str, float]], names: Sequence[str], groups: Sequence[str] | None = None,
+        clip: float = CLIP_SD,
+    ) -> FeatureScaler:
         names = list(names)
         log = [n in LOG_FEATURES for n in names]
         mean, std = [], []
@@ -57,30 +77,46 @@ class FeatureScaler:
             mu = float(vals.mean()) if len(vals) else 0.0
             sd = float(vals.std()) if len(vals) > 1 else 0.0
             mean.append(mu)
-            # A constant feature (every dataset 128 px, say) carries no information: scale 1 keeps it at 0.
-            std.append(sd if sd > 1e-8 else 1.0)
-        return cls(names, log, mean, std)
+            std.append(sd if sd > 1e-8 else 0.0)
+        return cls(names, log, mean, std, list(groups) if groups is not None else [], float(clip))
 
     @property
     def dim(self) -> int:
         return len(self.names)
 
-    def transform(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
-        """Rows of named features -> an (n x k) array of standardised values (missing -> 0)."""
-        out = np.zeros((len(rows), self.dim))
+    def group_columns(self) -> dict[str, list[int]]:
+        """{group: column indices} in feature order."""
+        out: dict[str, list[int]] = {}
+        for j, g in enumerate(self.groups):
+            out.setdefault(g, []).append(j)
+        return out
+
+    def zscores(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """Rows of named features -> (n x k) unclipped standard scores (NaN: missing; 0: constant)."""
+        out = np.full((len(rows), self.dim), np.nan)
         for i, r in enumerate(rows):
             for j, name in enumerate(self.names):
                 v = _raw(r.get(name), self.log[j])
                 if math.isfinite(v):
-                    out[i, j] = (v - self.mean[j]) / self.std[j]
+                    out[i, j] = (v - self.mean[j]) / self.std[j] if self.std[j] > 0 else 0.0
         return out
+
+    def transform(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """Rows of named features -> (n x k) standardised values clipped to +-clip (missing -> 0;
+        see `presence` for which are missing)."""
+        return np.nan_to_num(np.clip(self.zscores(rows), -self.clip, self.clip), nan=0.0)
+
+    def presence(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """(n x k): 1 where the row has a finite value of the feature, else 0."""
+        return np.isfinite(self.zscores(rows)).astype(float)
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any]) -> FeatureScaler:
-        return cls(list(state["names"]), list(state["log"]), list(state["mean"]), list(state["std"]))
+        return cls(list(state["names"]), list(state["log"]), list(state["mean"]), list(state["std"]),
+                   list(state.get("groups") or []), float(state.get("clip", CLIP_SD)))
 
 
 def _raw(value: Any, log: bool) -> float:
@@ -94,12 +130,20 @@ def _raw(value: Any, log: bool) -> float:
 
 @dataclass(frozen=True)
 class InputLayout:
-    """Column blocks of a packed surrogate input row (see the module docstring)."""
+    """Column blocks of a packed surrogate input row (see the module docstring).
+
+    meta_dim is the width of the whole meta block: k standardised features then their k presence
+    indicators (so it is 2k).
+    """
 
     hp_dim: int
     desc_dim: int
     meta_dim: int
     curve_len: int
+
+    @property
+    def meta_start(self) -> int:
+        return self.hp_dim + 1 + self.desc_dim
 
     @property
     def static_dim(self) -> int:
