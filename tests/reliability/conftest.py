@@ -86,6 +86,17 @@ def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
                              split=True, size=32)
 
 
+@pytest.fixture(scope="session")
+def suggest_folder(tiny_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny folder plus a test/ split (a copy of val/), so suggest keeps all 20 training shots."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("sdata") / "colours"
+    shutil.copytree(tiny_folder, root)
+    shutil.copytree(root / "val", root / "test")
+    return root
+
+
 def collect_args(folder: Path, out: Path, *extra: str) -> list[str]:
     return ["collect", "--datasets", f"{folder}:shots=20,size=32", "--models", MODEL, "--configs", str(CONFIGS),
             "--epochs", str(EPOCHS), "--random-init", "--batch-size", "16", "--threads", "1", "--out", str(out),
@@ -155,4 +166,4 @@ def suggest_env(tmp_path_factory: pytest.TempPathFactory) -> SuggestEnv:
 def suggest_args(folder: Path, env: SuggestEnv, workdir: Path, budget: str, *extra: str) -> list[str]:
     return ["suggest", "--data", f"{folder}:shots=20", "--budget", budget, "--models", SUGGEST_MODEL,
             "--weights-dir", str(env.weights), "--surrogate", str(env.surrogate), "--candidates", str(CONFIGS),
-            "--epochs", str(EPOCHS), "--threads", "1", "--workdir", str(workdir), "--json", *extra]
+            "--epochs", str(EPOCHS), "--threads", "1", "--workdir", str(workdir), "--stop-when", "none", "--json", *extra]

@@ -13,11 +13,11 @@ def _tree(root: Path) -> list[tuple[str, int]]:
     return sorted((str(p.relative_to(root)), p.lstat().st_mtime_ns) for p in root.rglob("*"))
 
 
-def test_a_kill_between_checkpoint_and_session_save_keeps_every_epoch_in_the_step_log(cli, tiny_folder, suggest_env,
+def test_a_kill_between_checkpoint_and_session_save_keeps_every_epoch_in_the_step_log(cli, suggest_folder, suggest_env,
                                                                                      tmp_path):
     wd = tmp_path / "work"
     weights_before = _tree(suggest_env.weights)
-    args = suggest_args(tiny_folder, suggest_env, wd, "5m")
+    args = suggest_args(suggest_folder, suggest_env, wd, "5m")
     cli.run(*args, kill_at={"after_checkpoint": 3})  # kill -9 with epoch 3 checkpointed, its step unsaved
     r = cli.run(*args)
     assert r.code == 0, r.err
@@ -31,23 +31,23 @@ def test_a_kill_between_checkpoint_and_session_save_keeps_every_epoch_in_the_ste
     assert _tree(suggest_env.weights) == weights_before  # the user's weights folder is only read
 
 
-def test_the_budget_counts_the_start_up(cli, tiny_folder, suggest_env, tmp_path):
+def test_the_budget_counts_the_start_up(cli, suggest_folder, suggest_env, tmp_path):
     # A start-up slower than the whole budget (the test hook sleeps before the command runs):
     # the clock started at the process start, so the search trains only its one guaranteed epoch.
     cli.hooks.mkdir(exist_ok=True)
     (cli.hooks / "cli_start.sleep").write_text("12")
     cli.env["QUICKTUNE_TEST_HOOK_DIR"] = str(cli.hooks)
-    r = cli.run(*suggest_args(tiny_folder, suggest_env, tmp_path / "work", "10s"))
+    r = cli.run(*suggest_args(suggest_folder, suggest_env, tmp_path / "work", "10s"))
     assert r.code == 0, r.err
     report = json.loads(r.out)
     assert report["epochs_trained"] == 1 and report["stop_reason"] == "budget", report["step_log"]
     assert report["elapsed_seconds"] >= 12
 
 
-def test_a_second_search_on_a_busy_work_dir_is_refused(cli, tiny_folder, suggest_env, tmp_path):
+def test_a_second_search_on_a_busy_work_dir_is_refused(cli, suggest_folder, suggest_env, tmp_path):
     wd = tmp_path / "work"
     with FileLock(wd / ".lock"):  # stands for a search running there
-        r = cli.run(*suggest_args(tiny_folder, suggest_env, wd, "1m"))
+        r = cli.run(*suggest_args(suggest_folder, suggest_env, wd, "1m"))
     assert r.code == 2, r.err
     lines = [line for line in r.err.splitlines() if line.strip()]
     assert lines[-1].startswith("error: another quicktune suggest is running in") and "Traceback" not in r.err

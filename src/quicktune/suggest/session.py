@@ -42,5 +42,5 @@ class StepRecord:
     seconds: float  # wall-clock of the step (model building and checkpointing included)
     elapsed: float  # session clock at the end of the step
     overhead: float  # optimizer seconds (refit + acquisition) before the step
-    recovered: bool = False  # an epoch found in a checkpoint but not in the session (a kill between them)
     max_ei: float | None = None  # the optimizer's largest expected improvement when it chose the step
+    recovered: bool = False  # an epoch found in a checkpoint but not in the session (a kill between them)
