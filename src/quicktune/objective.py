@@ -152,6 +152,10 @@ class FinetuneObjective(Objective):
     def evaluate(self, trial: Trial) -> Observation:
         """Continue `trial.config_id` up to `trial.epoch`; the curve holds every epoch so far and
         `seconds` the wall-clock spent in this call (model building and checkpointing included)."""
+        if trial.restart:
+            # Runs are stored epoch by epoch under one key: retraining from scratch would clash
+            # with the stored epochs. Only the replay benchmark's stop-only peers restart runs.
+            raise ValueError(f"fine-tuning continues runs; `restart=False` must hold, but got {trial}")
         t0 = time.perf_counter()
         ft = self._finetuner(trial.config_id)
 

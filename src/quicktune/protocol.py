@@ -30,10 +30,15 @@ from quicktune.space import SearchSpace
 
 @dataclass(frozen=True)
 class Trial:
-    """Train candidate `config_id` (an index into the search space) up to epoch `epoch` (1-based)."""
+    """Train candidate `config_id` (an index into the search space) up to epoch `epoch` (1-based).
+
+    `restart=True` starts the run again from epoch 1 (its earlier epochs are discarded and paid
+    again): what a stop-only strategy (Optuna, ASHA) does when it proposes a config it ran before.
+    """
 
     config_id: int
     epoch: int
+    restart: bool = False
 
     def __post_init__(self) -> None:
         if self.epoch < 1:
