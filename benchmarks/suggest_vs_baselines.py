@@ -233,7 +233,7 @@ def run_job(identity: dict, jobdir: Path) -> dict:
     if method == "quicktune":
         sur = qs.load_surrogate(identity["surrogate"])
         target = qs.open_target(identity["target"], MODELS, weights, MAX_IMAGE_SIZE)
-        feats = qs.task_features(target, MODELS, cache_dir=work / "features-cache")
+        feats = qs.task_features(target, MODELS, settings=qs.feature_settings(sur), cache_dir=work / "features-cache")
         info["setup_s"] = time.perf_counter() - t0
 
         def on_event(kind: str, s: qs.Search) -> None:

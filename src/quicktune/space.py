@@ -214,8 +214,13 @@ class SearchSpace:
 
     @property
     def hp_names(self) -> list[str]:
+        return self.encoded_names(self.extra_spec)
+
+    @staticmethod
+    def encoded_names(extra_spec: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """The columns `encode` produces for a space with these extras (see `state_dict`)."""
         names = ["log_elr", "log_weight_decay", "momentum"]
-        for k, s in self.extra_spec.items():
+        for k, s in extra_spec.items():
             if s["kind"] == "numeric":
                 names.append(k)
             else:
@@ -254,15 +259,6 @@ class SearchSpace:
         """Position of each config's model in `self.models`, a (n,) long tensor (-1 if unknown)."""
         configs = self.configs if configs is None else configs
         return torch.tensor([self._model_pos.get(c.model, -1) for c in configs], dtype=torch.long)
-
-    def index_of(self, config: Config) -> int:
-        """Position of `config` in the candidate list (ValueError if it is not a candidate)."""
-        if not hasattr(self, "_config_pos"):
-            self._config_pos = {c: i for i, c in enumerate(self.configs)}
-        try:
-            return self._config_pos[config]
-        except KeyError:
-            raise ValueError(f"config is not a candidate of this space: {config.describe()}") from None
 
     # -- persistence --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

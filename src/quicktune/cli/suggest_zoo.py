@@ -41,6 +41,33 @@ def load_zoo_surrogate(surrogate: Path | None) -> Any:
     return sur
 
 
+def search_setup(*, surrogate: Path | None, models: str | None, weights_dir: Path | None, candidates: int, seed: int,
+                 epochs: int | None) -> tuple[Any, list[str], list[Any], int]:
+    """(surrogate, models, candidate configs, epoch horizon) of a timed search over the zoo. With
+    --weights-dir (offline) only the zoo models with a local timm weights file there take part;
+    without it every model does, its weights coming from the Hugging Face hub through timm."""
+    from quicktune import hub
+    from quicktune.zoo import Zoo
+
+    sur = load_zoo_surrogate(surrogate)
+    zoo = Zoo.from_surrogate(sur)
+    try:
+        names = zoo.resolve(models.split(",") if models is not None else None)
+    except ValueError as e:
+        fail(str(e))
+    if weights_dir is not None:
+        local = set(hub.list_models(weights_dir))
+        names = [m for m in names if m in local or hub.timm_weights_file(m, weights_dir) is not None]
+        if not names:
+            fail(f"--weights-dir {weights_dir}: holds no weights of the {zoo.name} zoo's models; offline, put a timm state "
+                 f"dict named after the model there (e.g. {weights_dir / zoo.models[0]}.safetensors), or leave out "
+                 f"--weights-dir to let timm download them from the Hugging Face hub")
+    horizon = int(epochs or zoo.max_epochs)
+    if candidates < 1:
+        fail(f"`--candidates >= 1` must hold, but got {candidates}")
+    return sur, names, zoo.candidates(names, candidates, seed), horizon
+
+
 def zero_shot_zoo(*, data: str, surrogate: Path | None, models: str | None, candidates: int, seed: int,
                   epochs: int | None, top: int, as_json: bool, clock: float) -> None:
     import time
