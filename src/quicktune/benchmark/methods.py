@@ -121,6 +121,7 @@ class _Baseline:
         return self.cls(space, max_epochs, seed)
 
 
+_PEERS = "quicktune.benchmark.peers"
 METHODS: dict[str, Method] = {
     "random": Method("random", _Baseline(RandomSearch), description="random search, full runs"),
     "grid": Method("grid", _Baseline(GridSearch), description="grid over ELR x weight decay, model by model, full runs"),
@@ -137,6 +138,19 @@ METHODS: dict[str, Method] = {
     "quicktune-no-cost": Method("quicktune-no-cost", "quicktune.benchmark.qt_method:quicktune_no_cost",
                                 prepare="quicktune.benchmark.qt_method:prepare",
                                 description="Quick-Tune without the cost model (plain EI)"),
+    # Real peers (adapters in quicktune/benchmark/peers/, each package imported lazily; the `peers` extra).
+    **{m.name: m for m in (
+        Method("qtt", f"{_PEERS}.qtt_peer:make", prepare=f"{_PEERS}.qtt_peer:prepare",
+               description="Quick-Tune-Tool 0.0.4: meta-trained PerfPredictor + CostPredictor, QuickOptimizer"),
+        Method("optuna", f"{_PEERS}.optuna_peer:make", description="Optuna TPESampler + HyperbandPruner (stop-only)"),
+        Method("smac", f"{_PEERS}.smac_peer:make", description="SMAC3 MultiFidelityFacade, Hyperband intensifier"),
+        Method("dehb", f"{_PEERS}.dehb_peer:make", description="DEHB 0.1.2"),
+        Method("synetune-asha", f"{_PEERS}.synetune_peer:make_asha", description="Syne Tune 0.16 ASHA (stop-only)"),
+        Method("synetune-bohb", f"{_PEERS}.synetune_peer:make_bohb",
+               description="Syne Tune 0.16 BOHB on ASHA (stop-only)"),
+        Method("best-default", f"{_PEERS}.best_default:make", prepare=f"{_PEERS}.best_default:prepare",
+               description="largest model at AdamW defaults for the full horizon, then the next"),
+    )},
 }
 
 
@@ -146,10 +160,6 @@ def register_method(method: Method, overwrite: bool = False) -> Method:
         raise ValueError(f"method {method.name!r} is already registered; pass overwrite=True to replace it")
     METHODS[method.name] = method
     return method
-
-
-def method_names() -> list[str]:
-    return list(METHODS)
 
 
 def get_method(name: str) -> Method:

@@ -7,7 +7,8 @@ candidates because their recorded curves differ).
 
 Accounting follows freeze-thaw: a run keeps the epochs it has trained, so asking for a higher
 epoch *continues* it and charges the recorded seconds of the new epochs only; asking for an epoch
-it already reached charges nothing. A run is finished when its recording ends (it may end before
+it already reached charges nothing; a trial with `restart=True` trains the run again from epoch 1
+and charges every epoch again. A run is finished when its recording ends (it may end before
 `max_epochs`: the published meta-datasets hold runs cut short) or when it reaches `max_epochs`.
 """
 
@@ -50,9 +51,6 @@ class ReplayObjective(Objective):
         """Number of epochs recorded for run `config_id` (at most `max_epochs`)."""
         return int(self._lengths[config_id])
 
-    def is_finished(self, config_id: int) -> bool:
-        return bool(self.trained[config_id] >= self._lengths[config_id])
-
     def evaluate(self, trial: Trial) -> Observation:
         i = trial.config_id
         if not (0 <= i < self.task.n_runs):
@@ -61,7 +59,7 @@ class ReplayObjective(Objective):
                 f"but got config_id={i}"
             )
         length = int(self._lengths[i])
-        before = int(self.trained[i])
+        before = 0 if trial.restart else int(self.trained[i])
         target = min(trial.epoch, length)
         after = max(before, target)
         new_seconds = tuple(float(s) for s in self._cost[i, before:after])

@@ -27,7 +27,7 @@ def describe_folder(spec: TaskSpec | str) -> dict[str, float]:
     if not isinstance(spec, TaskSpec):
         spec = TaskSpec.parse(str(spec))
     root = Path(spec.path).expanduser()
-    train_dir, val_dir = _layout(root)
+    train_dir, val_dir, _ = _layout(root)  # test/ serves as validation without a val/, as in load_task
     train = _scan_split(train_dir)
     val = _scan_split(val_dir) if val_dir is not None else None
     if val is not None and set(val) != set(train):
