@@ -1,5 +1,7 @@
 """Data flows one way (DESIGN.md): collect -> metadataset -> features -> surrogate -> optimizer <->
-objective, with the CLI on top. These tests parse every module's imports and enforce that."""
+objective, with the CLI on top. These tests parse every module's imports and enforce that,
+transitively for the project's own modules (a module may not reach a forbidden layer through
+another one) and directly for third-party packages (torch: space's tensor encoding is shared)."""
 
 from __future__ import annotations
 
@@ -19,13 +21,26 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """ids of the import nodes under `if TYPE_CHECKING:` (annotations only, never run)."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            out.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    return out
+
+
 def _imports(path: Path) -> set[str]:
-    """Absolute names of every module imported anywhere in `path` (including inside functions)."""
+    """Absolute names of every module imported anywhere in `path` (including inside functions,
+    excluding `if TYPE_CHECKING:` blocks)."""
     tree = ast.parse(path.read_text())
+    skip = _type_checking_nodes(tree)
     mod = _module_name(path)
     package = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
     out: set[str] = set()
     for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -42,6 +57,28 @@ def _imports(path: Path) -> set[str]:
 
 MODULES = {_module_name(p): _imports(p) for p in SRC.rglob("*.py")}
 
+
+def _as_module(name: str) -> str:
+    """`quicktune.a.b.NAME` -> the module `quicktune.a.b` it was imported from."""
+    while name not in MODULES and "." in name:
+        name = name.rsplit(".", 1)[0]
+    return name
+
+
+GRAPH = {m: {_as_module(n) for n in names if n.startswith("quicktune")} for m, names in MODULES.items()}
+
+
+def reachable(mod: str) -> set[str]:
+    """Every project module `mod` imports, directly or through others."""
+    seen: set[str] = set()
+    stack = [mod]
+    while stack:
+        for nxt in GRAPH.get(stack.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return seen
+
 # (importer prefix, forbidden import prefixes, why)
 RULES = [
     ("quicktune.metadataset", ["quicktune.surrogate", "quicktune.optimizer", "quicktune.benchmark", "quicktune.cli",
@@ -55,6 +92,8 @@ RULES = [
      "the optimizer never imports the benchmark"),
     ("quicktune.surrogate", ["quicktune.optimizer", "quicktune.benchmark", "quicktune.cli", "quicktune.collect"],
      "a surrogate only yields posteriors; acquisition and loops sit above it"),
+    ("quicktune.surrogate", ["quicktune.hub"], "a surrogate sees model descriptors, never the model hub"),
+    ("quicktune.suggest", ["quicktune.collect"], "suggest uses the rules (design, schema), not the collection"),
     ("quicktune.space", ["quicktune.metadataset", "quicktune.surrogate", "quicktune.optimizer", "quicktune.benchmark",
                          "quicktune.cli"], "the search space is a leaf"),
     ("quicktune.protocol", ["quicktune.metadataset", "quicktune.surrogate", "quicktune.optimizer",
@@ -71,17 +110,27 @@ def test_modules_were_found():
     assert "quicktune.space" in MODULES and "quicktune.metadataset.storage" in MODULES
 
 
-@pytest.mark.parametrize("prefix, forbidden, why", RULES, ids=[r[0] for r in RULES])
+def _matches(name: str, prefixes: list[str]) -> bool:
+    return any(name == f or name.startswith(f + ".") for f in prefixes)
+
+
+@pytest.mark.parametrize("prefix, forbidden, why", RULES, ids=[f"{r[0]}-{i}" for i, r in enumerate(RULES)])
 def test_imports_flow_one_way(prefix, forbidden, why):
-    bad = sorted(
-        f"{mod} imports {name}"
-        for mod, names in MODULES.items()
-        if mod == prefix or mod.startswith(prefix + ".")
-        for name in names
-        for f in forbidden
-        if name == f or name.startswith(f + ".")
-    )
-    assert not bad, f"{why}: {bad}"
+    own = [f for f in forbidden if f.startswith("quicktune")]
+    third = [f for f in forbidden if not f.startswith("quicktune")]
+    bad = set()
+    for mod, names in MODULES.items():
+        if not (mod == prefix or mod.startswith(prefix + ".")):
+            continue
+        bad.update(f"{mod} imports {n}" for n in names if _matches(n, third))
+        bad.update(f"{mod} reaches {n}" for n in reachable(mod) if _matches(n, own))
+    assert not bad, f"{why}: {sorted(bad)}"
+
+
+def test_reachability_is_transitive():
+    # suggest reaches the surrogate through its own modules, and the fine-tuner through the objective
+    assert "quicktune.surrogate.gp" in reachable("quicktune.suggest.loading")
+    assert "quicktune.finetune.trainer" in reachable("quicktune.objective")
 
 
 def test_only_the_cli_imports_the_cli():

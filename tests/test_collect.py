@@ -24,6 +24,7 @@ from quicktune.collect import (
     sample_hyperparameters,
 )
 from quicktune.data import TaskSpec, load_task
+from quicktune.features import FEATURE_NAMES
 from quicktune.finetune import Finetuner
 from quicktune.metadataset.schema import DATASET_DESCRIPTORS
 from quicktune.metadataset.storage import MetaDatasetStore
@@ -35,6 +36,7 @@ MODELS = ["test_efficientnet", "test_resnet"]  # tiny timm test architectures, t
 @pytest.fixture(autouse=True)
 def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QUICKTUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("QUICKTUNE_FEATURES_CACHE", str(tmp_path / "features-cache"))
 
 
 @pytest.fixture
@@ -65,7 +67,7 @@ def test_sampled_hyperparameters_are_reproducible_and_in_range() -> None:
     assert all(h["weight_decay"] == 0.0 or 1e-6 * 0.999 <= h["weight_decay"] <= 1e-2 * 1.001 for h in a)
     assert {h["momentum"] for h in a} == set(MOMENTA)
     assert 0 < sum(h["weight_decay"] == 0.0 for h in a) < 100
-    with pytest.raises(CollectError, match="configs >= 1"):
+    with pytest.raises(ValueError, match="n >= 1"):
         sample_hyperparameters(0)
 
 
@@ -80,6 +82,10 @@ def test_grid_files(tmp_path: Path) -> None:
         load_grid(tmp_path / "bad.json")
     with pytest.raises(CollectError, match="no such grid file"):
         load_grid(tmp_path / "missing.json")
+    # the fine-tuner's extras are checked when the plan is made, not when a worker starts the run
+    assert make_configs(["m1"], [{"elr": 1e-3, "optimizer": "adamw", "sched": "plateau"}])[0].extra("sched") == "plateau"
+    with pytest.raises(CollectError, match="sched"):
+        make_configs(["m1"], [{"elr": 0.1, "sched": "linear"}])
 
 
 # -- collection ------------------------------------------------------------------------------------
@@ -99,7 +105,11 @@ def _fill_and_rerun(folder: Path, tmp_path: Path, workers: int) -> None:
     assert len(_raw_rows(store)) == 8  # every epoch appended exactly once
     assert sum(e["kind"] == "epoch" for e in events) == 8
     feats = MetaDatasetStore(store).read_features()
-    assert sorted(feats["name"]) == sorted(DATASET_DESCRIPTORS) and (feats["model"] == "").all()
+    ds, pairs = feats[feats["model"] == ""], feats[feats["model"] != ""]
+    assert sorted(ds["name"]) == sorted(DATASET_DESCRIPTORS)
+    # The domain features of every (model, task), as the campaign script computed them.
+    assert set(pairs["model"]) == set(MODELS) and (pairs["dataset"] == "colours/16px").all()
+    assert set(pairs["name"]) == set(FEATURE_NAMES) and summary.features == 2
     assert list((tmp_path / ".checkpoints").iterdir()) == []  # finished runs leave no checkpoint
     again = _plan(folder, store)
     assert again.n_complete == 4 and again.jobs == []
@@ -326,5 +336,5 @@ def test_max_image_size_caps_each_model_and_keeps_one_task_name(folder: Path, tm
     assert len({j.dataset for j in plan.jobs}) == 1 and "px" not in plan.jobs[0].dataset
     assert len({j.run_key for j in plan.jobs}) == len(plan.jobs)
     assert training_size(224, None) == 224 and training_size(224, 64) == 64 and training_size(32, 64) == 32
-    with pytest.raises(CollectError, match="max_image_size"):
+    with pytest.raises(ValueError, match="max_image_size >= 4"):
         training_size(224, 2)

@@ -21,7 +21,7 @@ import torch
 from quicktune import suggest as qs
 from quicktune.collect import ELR_RANGE, MOMENTA, WEIGHT_DECAY_RANGE
 from quicktune.features import FEATURE_NAMES
-from quicktune.metadataset.schema import DATASET_DESCRIPTORS
+from quicktune.metadataset.schema import DATASET_DESCRIPTORS, FeatureSettings
 from tests.helpers import make_image_folder, synthetic_runs
 
 MODELS = ("tiny_a", "tiny_b")
@@ -80,7 +80,7 @@ def env(tmp_path_factory: pytest.TempPathFactory):
 def setup(env: Env):
     sur = qs.load_surrogate(env.surrogate)
     target = qs.open_target(env.data, list(MODELS), env.weights, max_image_size=16)
-    feats = qs.task_features(target, list(MODELS))
+    feats = qs.task_features(target, list(MODELS), settings=qs.feature_settings(sur))
     return sur, target, feats
 
 
@@ -104,7 +104,7 @@ def test_candidates_cross_models_with_the_same_points() -> None:
     a = [(c.elr, c.weight_decay, c.momentum) for c in configs if c.model == "tiny_a"]
     b = [(c.elr, c.weight_decay, c.momentum) for c in configs if c.model == "tiny_b"]
     assert a == b
-    with pytest.raises(qs.SuggestError, match="--candidates"):
+    with pytest.raises(qs.SuggestError, match="n >= 1"):  # a library error names no CLI option
         qs.make_candidates(MODELS, 0)
 
 
@@ -134,23 +134,27 @@ def test_surrogate_files_missing_or_foreign_give_one_line_errors(tmp_path: Path,
     # The default checkpoint ships as package data; when absent, say so and how to get around it.
     assert qs.DEFAULT_SURROGATE_PATH.parent.name == "assets"
     monkeypatch.setattr(qs.loading, "DEFAULT_SURROGATE_PATH", tmp_path / "surrogate_v1.pt")
-    with pytest.raises(qs.SuggestError, match="default surrogate.*--surrogate"):
+    with pytest.raises(qs.SuggestError, match="default surrogate.*missing"):
         qs.load_surrogate(None)
 
 
 def test_finetune_settings_come_from_the_surrogate(setup) -> None:
     sur, _, _ = setup
-    assert qs.finetune_settings(sur) == {"batch_size": 16, "max_image_size": 16}
+    assert qs.finetune_settings(sur).to_dict() == {"batch_size": 16, "max_image_size": 16}
 
     class Bare:
         info: dict = {}
 
-    assert qs.finetune_settings(Bare()) == {"batch_size": qs.FALLBACK_BATCH_SIZE, "max_image_size": None}
+    assert qs.finetune_settings(Bare()).to_dict() == {"batch_size": qs.FALLBACK_BATCH_SIZE}
+    # Features: the surrogate's recorded settings, else the v1 campaign's (500 images, seed 0).
+    assert qs.feature_settings(Bare()) == FeatureSettings(500, 0)
+    Bare.info = {"features": {"n_samples": 12, "seed": 3}}
+    assert qs.feature_settings(Bare()) == FeatureSettings(12, 3)
 
 
 # -- features and zero-shot ----------------------------------------------------------------------
 def test_task_features_are_named_like_meta_training_and_cached(env: Env, setup, monkeypatch) -> None:
-    _, target, feats = setup
+    sur, target, feats = setup
     assert list(feats.dataset) == list(DATASET_DESCRIPTORS)
     # 2 of each class's 10 training images are held out as the test split: the features never see them.
     assert feats.dataset["n_classes"] == 3 and feats.dataset["n_samples"] == 3 * (10 - 2 + 4)
@@ -164,7 +168,7 @@ def test_task_features_are_named_like_meta_training_and_cached(env: Env, setup, 
 
     monkeypatch.setattr(hub, "create_model", no_model)
     seen = []
-    again = qs.task_features(target, list(MODELS), on_model=lambda m, i, n: seen.append((m, i, n)))
+    again = qs.task_features(target, list(MODELS), settings=qs.feature_settings(sur), on_model=lambda m, i, n: seen.append((m, i, n)))
     assert again.pairs == feats.pairs
     assert seen == [("tiny_a", 0, 2), ("tiny_b", 1, 2), ("", 2, 2)]
 
@@ -335,7 +339,7 @@ def test_a_real_cifar_resnet_search_on_cifar10_small(tmp_path: Path, monkeypatch
                           feature_rows=[{"n_samples": 600.0, "n_classes": 10.0}, {"n_samples": 6000.0, "n_classes": 2.0}],
                           feature_names=["n_samples", "n_classes", "logme"])
     target = qs.open_target(f"{data}:shots=30", models, weights, max_image_size=32)
-    feats = qs.task_features(target, models)
+    feats = qs.task_features(target, models, settings=qs.feature_settings(sur))
     assert math.isfinite(feats.pairs[models[0]]["logme"]) and feats.pairs[models[0]]["emd_sim"] > 0
     preds = qs.zero_shot(sur, configs, feats, 2)
     assert len(preds) == 4

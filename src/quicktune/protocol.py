@@ -110,7 +110,7 @@ class Optimizer(ABC):
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if "ask" in cls.__dict__:
-            cls.ask = _pending_ask(cls.__dict__["ask"])  # type: ignore[method-assign]
+            cls.ask = _pending_ask(cls.__dict__["ask"])  # type: ignore[method-assign,assignment]
         if "tell" in cls.__dict__:
             cls.tell = _pending_tell(cls.__dict__["tell"])  # type: ignore[method-assign]
 
@@ -119,12 +119,41 @@ class Optimizer(ABC):
         """The next trial, or None when nothing can be proposed now (see the module docstring);
         it never names a config of `pending`."""
 
-    def tell(self, observation: Observation) -> None:
+    def tell(self, observation: Observation | Trial, score: float | Sequence[float] | None = None,
+             seconds: float | None = None) -> None:
+        """Learn from an observation; or, for a training loop of one epoch per trial,
+        `tell(trial, score=val_acc, seconds=epoch_seconds)`: the optimizer keeps the curve."""
+        observation = self.as_observation(observation, score, seconds)
         cid = observation.trial.config_id
         self.pending.pop(cid, None)
         self.curves[cid] = tuple(observation.curve)
         if observation.finished or observation.epochs >= self.max_epochs:
             self.finished.add(cid)
+
+    def as_observation(self, observation: Observation | Trial, score: float | Sequence[float] | None = None,
+                       seconds: float | None = None) -> Observation:
+        """`observation` itself, or the Observation of `trial` from the scores of its new epochs:
+        `score` is the accuracy after epoch `trial.epoch` when that is one epoch past the curve
+        told so far (Quick-Tune's steps), else the list of accuracies of every new epoch; `seconds`
+        the compute they took (spread evenly over them)."""
+        if isinstance(observation, Observation):
+            if score is not None or seconds is not None:
+                raise TypeError("score and seconds go with a Trial; an Observation already holds its curve")
+            return observation
+        trial = observation
+        if score is None:
+            raise TypeError(f"tell({trial}) needs score=the accuracy it reached (or an Observation)")
+        done = self.epochs_done(trial.config_id)
+        new = [float(score)] if isinstance(score, (int, float)) else [float(v) for v in score]
+        if done + len(new) != trial.epoch:
+            raise ValueError(
+                f"tell(trial, score=...) gives the accuracy of each new epoch: config {trial.config_id} had {done} "
+                f"epoch(s) told and the trial ends at epoch {trial.epoch}, so {trial.epoch - done} score(s) must be "
+                f"given, but got {len(new)}"
+            )
+        s = float(seconds) if seconds is not None else 0.0
+        per_epoch = tuple([s / len(new)] * len(new)) if seconds is not None and new else ()
+        return Observation(trial, self.curves.get(trial.config_id, ()) + tuple(new), s, per_epoch)
 
     def add_pending(self, trial: Trial) -> None:
         """Mark `trial` as running although this optimizer did not ask it (a resumed search
@@ -163,12 +192,6 @@ class Optimizer(ABC):
         return best
 
 
-def unstarted(optimizer: Optimizer, candidates: Sequence[int] | None = None) -> list[int]:
-    """Config ids that have no observation yet and are not pending (in candidate order)."""
-    ids = range(len(optimizer.space)) if candidates is None else candidates
-    return [i for i in ids if i not in optimizer.curves and i not in optimizer.pending]
-
-
 def _pending_ask(ask: Callable[[Optimizer], Trial | None]) -> Callable[[Optimizer], Trial | None]:
     @functools.wraps(ask)
     def wrapped(self: Optimizer) -> Trial | None:
@@ -189,10 +212,12 @@ def _pending_ask(ask: Callable[[Optimizer], Trial | None]) -> Callable[[Optimize
     return wrapped
 
 
-def _pending_tell(tell: Callable[[Optimizer, Observation], None]) -> Callable[[Optimizer, Observation], None]:
+def _pending_tell(tell: Callable[[Optimizer, Observation], None]) -> Callable[..., None]:
     @functools.wraps(tell)
-    def wrapped(self: Optimizer, observation: Observation) -> None:
-        self.pending.pop(observation.trial.config_id, None)  # first: the strategy's tell sees it settled
-        tell(self, observation)
+    def wrapped(self: Optimizer, observation: Observation | Trial, score: float | Sequence[float] | None = None,
+                seconds: float | None = None) -> None:
+        obs = self.as_observation(observation, score, seconds)  # strategies only ever see Observations
+        self.pending.pop(obs.trial.config_id, None)  # first: the strategy's tell sees it settled
+        tell(self, obs)
 
     return wrapped

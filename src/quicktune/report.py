@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from quicktune.atomic import atomic_write
+from quicktune.durations import format_duration
 
 REPORT_JSON = "report.json"
 REPORT_PNG = "report.png"
@@ -54,15 +55,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _clock(seconds: float) -> str:
-    seconds = max(0.0, float(seconds))
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f}h"
-    if seconds >= 60:
-        return f"{seconds / 60:.1f}m"
-    return f"{seconds:.0f}s"
 
 
 def plot(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
@@ -125,7 +117,7 @@ def plot(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     else:
         ax2.text(0.5, 0.5, "no epoch finished", ha="center", va="center", transform=ax2.transAxes)
     ax2.set_ylabel("incumbent accuracy")
-    ax2.set_title(f"incumbent over {_clock(elapsed)} ({report.get('epochs_trained', 0)} epochs trained)")
+    ax2.set_title(f"incumbent over {format_duration(elapsed)} ({report.get('epochs_trained', 0)} epochs trained)")
     ax2.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_write(path) as f:

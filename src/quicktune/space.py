@@ -31,7 +31,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -107,8 +107,12 @@ class Config:
             return self.elr
         return self.elr * (1.0 - self.momentum)
 
+    def extra_items(self) -> tuple[tuple[str, ExtraValue], ...]:
+        """The extras as sorted (name, value) pairs (how `__post_init__` stores them)."""
+        return cast("tuple[tuple[str, ExtraValue], ...]", self.extras)
+
     def extra(self, name: str, default: Any = None) -> Any:
-        for k, v in self.extras:
+        for k, v in self.extra_items():
             if k == name:
                 return v
         return default
@@ -133,7 +137,7 @@ class Config:
     def describe(self) -> str:
         s = f"{self.model} elr={self.elr:.3g} lr={self.lr:.3g} m={self.momentum:g} wd={self.weight_decay:.3g}"
         if self.extras:
-            s += " " + " ".join(f"{k}={v}" for k, v in self.extras)
+            s += " " + " ".join(f"{k}={v}" for k, v in self.extra_items())
         return s
 
 
@@ -180,7 +184,7 @@ class SearchSpace:
     def _infer_extra_spec(configs: Iterable[Config]) -> dict[str, dict[str, Any]]:
         values: dict[str, list[Any]] = {}
         for c in configs:
-            for k, v in c.extras:
+            for k, v in c.extra_items():
                 values.setdefault(k, []).append(v)
         spec: dict[str, dict[str, Any]] = {}
         for k in sorted(values):
@@ -214,8 +218,13 @@ class SearchSpace:
 
     @property
     def hp_names(self) -> list[str]:
+        return self.encoded_names(self.extra_spec)
+
+    @staticmethod
+    def encoded_names(extra_spec: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """The columns `encode` produces for a space with these extras (see `state_dict`)."""
         names = ["log_elr", "log_weight_decay", "momentum"]
-        for k, s in self.extra_spec.items():
+        for k, s in extra_spec.items():
             if s["kind"] == "numeric":
                 names.append(k)
             else:
@@ -254,15 +263,6 @@ class SearchSpace:
         """Position of each config's model in `self.models`, a (n,) long tensor (-1 if unknown)."""
         configs = self.configs if configs is None else configs
         return torch.tensor([self._model_pos.get(c.model, -1) for c in configs], dtype=torch.long)
-
-    def index_of(self, config: Config) -> int:
-        """Position of `config` in the candidate list (ValueError if it is not a candidate)."""
-        if not hasattr(self, "_config_pos"):
-            self._config_pos = {c: i for i, c in enumerate(self.configs)}
-        try:
-            return self._config_pos[config]
-        except KeyError:
-            raise ValueError(f"config is not a candidate of this space: {config.describe()}") from None
 
     # -- persistence --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

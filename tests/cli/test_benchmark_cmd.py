@@ -34,6 +34,8 @@ def test_benchmark_on_a_store_writes_csv_and_png(store, tmp_path):
     doc = json.loads((out / "benchmark_summary.json").read_text())
     assert set(doc["methods"]["random"]["mean_regret"]) == {"1h", "1h30m"}
     assert "mean normalized regret" in r.output and "@1h" in r.output
+    # Not a terminal (a pipe, a log): one line as each stage starts and ends, not a silent bar.
+    assert "replaying jobs: started (12)" in r.output and "replaying jobs: done (12/12 in" in r.output
 
 
 def test_benchmark_with_simulated_workers_is_faster_on_the_simulated_clock(store, tmp_path):

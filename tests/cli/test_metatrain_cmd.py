@@ -27,6 +27,8 @@ def test_metatrain_writes_a_loadable_checkpoint_and_reports_validation(store, tm
     assert "validated on d1" in r.output and "NLL" in r.output
     s = Surrogate.load(out)
     assert s.info["val_datasets"] == ["d1"] and s.info["train_datasets"] == ["d0", "d2"] and s.info["seed"] == 3
+    # How the store's domain features were computed travels with the surrogate, for `suggest`.
+    assert s.info["features"] == {"n_samples": 500, "seed": 0}
 
 
 @pytest.mark.parametrize(

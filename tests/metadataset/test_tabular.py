@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from quicktune.metadataset import CurveTable, read_quicktune
@@ -54,3 +55,19 @@ def test_nan_to_last_fills_forward_along_the_last_axis():
     np.testing.assert_allclose(nan_to_last(x), [[0.0, 0.2, 0.2, 0.4], [0.1, 0.1, 0.1, 0.1]])
     np.testing.assert_allclose(nan_to_last(np.array([np.nan, 1.0])), [0.0, 1.0])
     assert np.isnan(x).sum() == 5  # the input is not modified
+
+
+def test_restrict_hides_the_other_datasets_everywhere():
+    from quicktune.metadataset.tabular import CurveTable
+    from tests.helpers import synthetic_runs
+
+    runs = synthetic_runs(datasets=("a", "b", "c"), max_epochs=3)
+    feats = pd.DataFrame([dict(dataset=d, model="", name="n_classes", value=float(i)) for i, d in enumerate("abc")])
+    table = CurveTable(runs, feats)
+    table.task("a")  # built before the restriction: shared
+    view = table.restrict(["b", "c"])
+    assert view.datasets == ["b", "c"] and [t.dataset for t in view.tasks()] == ["b", "c"]
+    assert view.task("c").dataset_features == {"n_classes": 2.0}  # built after: reads the right rows
+    with pytest.raises(KeyError):
+        view.task("a")
+    assert table.datasets == ["a", "b", "c"]  # the original is untouched

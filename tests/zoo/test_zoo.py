@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,3 +136,27 @@ def test_the_shipped_quicktune_surrogate_ranks_the_24_timm_models(tmp_path, monk
     assert doc["candidates"] == 768 and len({r["model"] for r in rows}) == 24
     accs = np.array([r["predicted_accuracy"] for r in rows])
     assert ((accs > 0) & (accs < 1)).all() and accs.std() > 0.01  # not saturated, not constant
+
+
+def test_timed_search_over_the_zoo_fine_tunes_local_timm_weights_by_name(built, tmp_path, monkeypatch):
+    import timm
+    import torch
+
+    _, path, data = built
+    wd = tmp_path / "weights"
+    wd.mkdir()
+    name = "mobilenetv3_small_050.lamb_in1k"  # only this zoo model has weights here: only it is searched
+    torch.save(timm.create_model(name, pretrained=False).state_dict(), wd / f"{name}.pth")
+    monkeypatch.setenv("QUICKTUNE_CACHE", str(tmp_path / "cache"))
+    args = ["suggest", "--data", str(data), "--zoo", "quicktune", "--surrogate", str(path), "--weights-dir", str(wd),
+            "--budget", "20s", "--epochs", "2", "--candidates", "2", "--max-image-size", "32", "--threads", "1",
+            "--workdir", str(tmp_path / "work"), "--json"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output[r.output.index("{"):])
+    assert report["models"] == [name] and report["epochs_trained"] >= 1
+    assert report["best"]["model"] == name and 0 <= report["best"]["accuracy"] <= 1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = runner.invoke(app, [*args[:7], "--weights-dir", str(empty), "--budget", "20s"])
+    assert bad.exit_code == 2 and "holds no weights of the quicktune zoo" in bad.output

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from pathlib import Path
-
-import pandas as pd
 
 from quicktune.benchmark.methods import FoldContext
 from quicktune.metadataset.tabular import CurveTable
@@ -23,27 +20,8 @@ def make_folds(datasets: Iterable[str], k: int) -> list[list[str]]:
 
 
 def restrict_table(table: CurveTable, datasets: Iterable[str]) -> CurveTable:
-    """A view of `table` holding only `datasets`: other datasets are absent from `datasets`,
-    `task()`, `tasks()` and from the rows it was built from, so nothing held out can leak."""
-    keep = set(datasets)
-    missing = keep - set(table.datasets)
-    if missing:
-        raise KeyError(f"datasets {sorted(missing)} are not in the meta-dataset; known: {table.datasets}")
-    view = copy.copy(table)  # shallow: shares the already built TaskCurves
-    view.datasets = [d for d in table.datasets if d in keep]
-    # The private state CurveTable builds tasks and feature names from; filtered so that code
-    # reading it directly can not see held-out datasets either.
-    if isinstance(getattr(table, "_tasks", None), dict):
-        view._tasks = {d: t for d, t in table._tasks.items() if d in keep}
-    for name in ("_runs", "_features"):
-        frame = getattr(table, name, None)
-        if isinstance(frame, pd.DataFrame) and "dataset" in frame.columns:
-            setattr(view, name, frame[frame["dataset"].isin(keep)])
-    if isinstance(getattr(view, "_runs", None), pd.DataFrame) and hasattr(table, "_rows_of"):
-        # Row positions index the filtered frame now: recompute them, or building a task that
-        # was not built before the restriction reads the wrong rows (or none).
-        view._rows_of = view._runs.groupby("dataset", sort=False).indices
-    return view
+    """`table.restrict(datasets)` (kept for callers of the old name)."""
+    return table.restrict(datasets)
 
 
 def fold_contexts(table: CurveTable, n_folds: int, cache_dir: Path) -> dict[str, FoldContext]:

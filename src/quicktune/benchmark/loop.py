@@ -162,9 +162,13 @@ def run_benchmark(
         saved = dict(_WORKER)
         _WORKER.update(table=table, contexts=contexts, methods=resolved)
         try:
+            if prep and progress:
+                progress("prepare", 0, len(prep))
             for i, (m, d) in enumerate(prep):
                 _prepare_job(m, d)
                 progress and progress("prepare", i + 1, len(prep))
+            if progress:
+                progress("run", 0, len(jobs))
             for i, (m, d, s) in enumerate(jobs):
                 results.append(_run_job(m, d, s, budget_s, workers_simulated))
                 progress and progress("run", i + 1, len(jobs))
@@ -176,10 +180,14 @@ def run_benchmark(
         # time) without pickling them.
         ctx = mp.get_context("fork")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=initargs) as pool:
+            if prep and progress:
+                progress("prepare", 0, len(prep))
             futures = [pool.submit(_prepare_job, m, d) for m, d in prep]
             for i, fut in enumerate(as_completed(futures)):
                 fut.result()
                 progress and progress("prepare", i + 1, len(prep))
+            if progress:
+                progress("run", 0, len(jobs))
             futures = [pool.submit(_run_job, m, d, s, budget_s, workers_simulated) for m, d, s in jobs]
             for i, fut in enumerate(as_completed(futures)):
                 results.append(fut.result())

@@ -162,10 +162,6 @@ def register_method(method: Method, overwrite: bool = False) -> Method:
     return method
 
 
-def method_names() -> list[str]:
-    return list(METHODS)
-
-
 def get_method(name: str) -> Method:
     try:
         return METHODS[name]

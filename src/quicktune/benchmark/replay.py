@@ -51,9 +51,6 @@ class ReplayObjective(Objective):
         """Number of epochs recorded for run `config_id` (at most `max_epochs`)."""
         return int(self._lengths[config_id])
 
-    def is_finished(self, config_id: int) -> bool:
-        return bool(self.trained[config_id] >= self._lengths[config_id])
-
     def evaluate(self, trial: Trial) -> Observation:
         i = trial.config_id
         if not (0 <= i < self.task.n_runs):

@@ -9,24 +9,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from quicktune.durations import format_duration
 from quicktune.benchmark.heldout import DEFINITION, summarize_heldout
 
 REPORT_TIMES: dict[str, float] = {"1h": 3600.0, "4h": 4 * 3600.0, "16h": 16 * 3600.0}
 LONG_COLUMNS = ["method", "dataset", "fold", "seed", "time_s", "regret"]
 ALL = "ALL"  # the `dataset` value of rows averaged over datasets
-
-
-def format_duration(seconds: float) -> str:
-    """3600 -> '1h', 5400 -> '1h30m', 90 -> '1m30s', 45 -> '45s'."""
-    s = int(round(seconds))
-    if s == 0:
-        return "0s"
-    out = ""
-    for unit, n in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if s >= n:
-            out += f"{s // n}{unit}"
-            s %= n
-    return out
 
 
 def report_times(budget_s: float, at: Sequence[float] | None = None) -> dict[str, float]:

@@ -3,12 +3,13 @@ loading a meta-dataset."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
+
+from quicktune.durations import parse_duration  # noqa: F401  (re-exported for the commands)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -20,11 +21,17 @@ console = Console(stderr=True)
 EXIT_BAD_INPUT = 2
 
 
+# Library errors name arguments; at the command line the same advice names the option.
+_AS_OPTIONS = {"pass skip_unreadable": "pass --skip-unreadable", "point the weights dir": "point --weights-dir"}
+
+
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     """Print `error: message` on one line (no traceback) and exit with `code`."""
     from rich.markup import escape
 
     # escape: messages quote user input and values such as "quicktune[ray]", never markup
+    for arg, option in _AS_OPTIONS.items():
+        message = message.replace(arg, option)
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -53,20 +60,6 @@ def warnings_as_notes() -> None:
             default(message, category, filename, lineno, file, line)
 
     warnings.showwarning = show
-
-
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(text: str) -> float:
-    """'90' / '90s' / '30m' / '4h' / '1.5h' / '1h30m' -> seconds."""
-    t = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", t):
-        return float(t)
-    parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", t)
-    if not parts or "".join(n + u for n, u in parts) != t:
-        raise ValueError(f"a duration looks like 90s, 30m, 4h or 1h30m, but got {text!r}")
-    return sum(float(n) * _UNITS[u] for n, u in parts)
 
 
 def load_metadataset(path: Path, status: Console) -> tuple[CurveTable, pd.DataFrame]:

@@ -72,8 +72,9 @@ def benchmark(
         fail(f"--out {out}: exists and is not a directory")
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.table import Table
+
+    from quicktune.cli._progress import StageProgress
 
     from quicktune.benchmark.experiment import run_benchmark, summarize, write_outputs
 
@@ -86,22 +87,11 @@ def benchmark(
             fail(f"--datasets: unknown dataset(s) {', '.join(missing)}; known: {', '.join(table.datasets)}")
         chosen = list(dict.fromkeys(chosen))
 
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False,
-    ) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                label = "preparing folds" if stage == "prepare" else "replaying jobs"
-                tasks[stage] = bar.add_task(label, total=total)
-            bar.update(tasks[stage], completed=done)
-
+    with StageProgress(console, {"prepare": "preparing folds", "run": "replaying jobs"}) as stages:
         result = run_benchmark(
             table, names, budget_s, datasets=chosen, seeds=range(seeds), n_folds=folds, workers=workers,
             cache_dir=cache_dir if cache_dir is not None else out / "cache", grid_points=grid_points,
-            progress=progress, report_at=report_s, workers_simulated=workers_simulated,
+            progress=stages.update, report_at=report_s, workers_simulated=workers_simulated,
         )
     try:
         paths = write_outputs(result, out, prefix="benchmark")

@@ -51,6 +51,9 @@ def collect_cmd(
         "--pretrained/--random-init", help="Start from the pretrained weights (--random-init: random weights).")] = True,
     skip_unreadable: Annotated[bool, typer.Option(
         "--skip-unreadable", help="Skip unreadable images (listed) instead of stopping.")] = False,
+    features: Annotated[bool, typer.Option(
+        "--features/--no-features", help="After training, compute each (model, task)'s domain features "
+        "(EMD similarity, LogME, LEEP) the store lacks, as `suggest` computes them for a target.")] = True,
 ) -> None:
     """Fine-tune every dataset x model x config for --epochs epochs and store each epoch's result.
 
@@ -58,15 +61,30 @@ def collect_cmd(
     checkpoint. Kill it at any time and run the same command again.
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.table import Table
 
-    from quicktune.collect import CollectError, load_grid, plan_collection, run_collection, sample_hyperparameters
+    from quicktune.collect import (
+        CollectError,
+        load_grid,
+        plan_collection,
+        run_collection,
+        sample_hyperparameters,
+    )
     from quicktune.data import DataError, parse_task_specs
     from quicktune.metadataset.storage import StoreError
 
     if (configs is None) == (grid is None):
         fail("give exactly one of --configs N (sampled configs) or --grid FILE.json")
+    if configs is not None and configs < 1:
+        fail(f"`--configs >= 1` must hold, but got {configs}")
     if epochs < 1:
         fail(f"`--epochs >= 1` must hold, but got {epochs}")
     if workers < 1:
@@ -117,6 +135,13 @@ def collect_cmd(
         if ev["kind"] == "epoch":
             progress.update(bar, advance=1,
                             last=f"{ev['model']} epoch {ev['epoch']}: acc {ev['val_acc']:.3f} ({ev['seconds']:.1f}s)")
+        elif ev["kind"] == "job" and not console.is_terminal:  # a pipe or log: rich draws no bar there
+            res = ev["result"]
+            progress.console.print(f"run done: {ev['job'].describe()}: {res.status}, final acc {res.final_acc:.3f}",
+                                   highlight=False, soft_wrap=True)
+        elif ev["kind"] == "features":
+            progress.console.print(f"domain features {ev['index'] + 1}/{ev['total']}: {ev['model']} on {ev['dataset']}",
+                                   highlight=False, soft_wrap=True)
         elif ev["kind"] == "failed":
             progress.console.print(f"[red]failed:[/] {ev['job'].describe()}: {ev['error']}", highlight=False,
                                    soft_wrap=True)
@@ -124,8 +149,8 @@ def collect_cmd(
     try:
         with progress:
             summary = run_collection(plan, workers=workers, executor=executor, threads=threads, max_retries=retries,
-                                     on_event=on_event)
-    except CollectError as e:
+                                     on_event=on_event, features=features)
+    except (CollectError, StoreError) as e:
         fail(str(e))
     except KeyboardInterrupt:
         console.print("interrupted: finished epochs are stored; run the same command again to continue")
@@ -145,7 +170,8 @@ def collect_cmd(
     out_console.print(
         f"done in {summary.wall_seconds:.0f}s: {summary.finished} runs finished ({summary.diverged} diverged), "
         f"{len(summary.failed)} failed, {summary.epochs_trained} epochs stored in {out}; "
-        f"{summary.n_complete_before} runs were already complete",
+        f"{summary.n_complete_before} runs were already complete; domain features of {summary.features} "
+        f"(model, task) pair(s) computed",
         highlight=False, soft_wrap=True,
     )
     if summary.failed:

@@ -1,4 +1,4 @@
-"""`quicktune metadataset`: import the published Quick-Tune meta-dataset, inspect and compact stores."""
+"""`quicktune metadataset`: import the published Quick-Tune meta-dataset, inspect, merge and compact stores."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ DEFAULT_IMPORT_ROOT = Path("metadataset") / "imported"
 
 metadataset_app = typer.Typer(
     name="metadataset",
-    help="Import, inspect and compact meta-datasets of learning curves.",
+    help="Import, inspect, merge and compact meta-datasets of learning curves.",
     no_args_is_help=True,
 )
 
@@ -120,6 +120,27 @@ def compact_cmd(
         f"compacted {store_dir}: {runs['rows']} rows ({runs['n_runs']} runs), "
         f"{manifest['features']['rows']} feature rows; content hash {runs['content_hash']}"
     )
+
+
+@metadataset_app.command("merge")
+def merge_cmd(
+    sources: Annotated[list[Path], typer.Argument(
+        metavar="SOURCE...", help="Meta-datasets to merge: stores or Quick-Tune-format folders (e.g. metadataset/v1 and yours).")],
+    out: Annotated[Path, typer.Option("--out", help="The store that receives every source's rows (created if missing; "
+                                      "it may be one of the sources, which then keeps its rows).")],
+) -> None:
+    """Merge meta-datasets into one store, e.g. the embedded one and your collected runs, then
+    `quicktune metatrain --metadataset OUT` learns from both."""
+    from quicktune.metadataset import StoreError, merge_metadatasets
+
+    try:
+        s = merge_metadatasets(sources, out)
+    except StoreError as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"{out}: cannot write the store ({e.strerror})")
+    typer.echo(f"merged {len(s['sources'])} meta-dataset(s) into {out}: {s['datasets']} datasets, {s['runs']} runs, "
+               f"{s['epochs']} epochs")
 
 
 def register(app: typer.Typer) -> None:

@@ -61,18 +61,26 @@ def metatrain(
     if held and len(set(held)) >= len(table.datasets):
         fail(f"--holdout leaves no dataset to train on (the meta-dataset has {len(table.datasets)})")
 
-    from quicktune.surrogate.provenance import finetune_setting, hub_descriptors
+    from quicktune.hub import model_descriptors
+    from quicktune.metadataset.schema import FinetuneSetting
 
-    descriptors = hub_descriptors(table.models, weights_dir)
+    descriptors = model_descriptors(table.models, weights_dir)
     try:
         result = meta_train(table, steps=steps, batch_size=batch_size, lr=lr, seed=seed, holdout=held or None,
                             val_fraction=val_fraction, model_descriptors=descriptors or None, progress=True)
     except ValueError as e:
         fail(str(e))
-    setting = finetune_setting(runs)
+    setting = FinetuneSetting.from_runs(runs).to_dict()
     if setting:
         result.surrogate.info["finetune"] = setting
     result.surrogate.info["metadataset"] = str(metadataset)
+    # `suggest` computes the target's domain features with exactly these settings.
+    from quicktune.metadataset.loading import is_store_dir
+    from quicktune.metadataset.storage import MetaDatasetStore
+
+    feature_settings = MetaDatasetStore(metadataset, create=False).feature_settings() if is_store_dir(metadataset) else None
+    if feature_settings is not None:
+        result.surrogate.info["features"] = feature_settings.to_dict()
     try:
         path = result.surrogate.save(out)
     except OSError as e:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from quicktune.cli._common import fail, parse_duration
+from quicktune.durations import format_duration
 
 
 def register(app: typer.Typer) -> None:
@@ -21,10 +22,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _clock(seconds: float) -> str:
-    s = int(round(max(0.0, seconds)))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+    return format_duration(seconds, clock=True)
 
 
 class _Dashboard:
@@ -69,8 +67,14 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _features(console: Any, target: Any, models: list[str]) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _features(console: Any, target: Any, models: list[str], settings: Any) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from quicktune.suggest import task_features
 
@@ -81,7 +85,7 @@ def _features(console: Any, target: Any, models: list[str]) -> Any:
         def on_model(model: str, i: int, n: int) -> None:
             progress.update(bar, completed=i, model=model)
 
-        return task_features(target, models, on_model=on_model)
+        return task_features(target, models, settings=settings, on_model=on_model)
 
 
 def _ranking_table(preds: list[Any], top: int, title: str):
@@ -109,16 +113,18 @@ def _runs_table(report: dict, top: int):
 
     runs = [r for r in report["runs"] if best_of(r) == best_of(r)]
     runs.sort(key=lambda r: -best_of(r))
-    table = Table(title=f"best runs ({len(report['runs'])} trained)", show_edge=False, title_justify="left",
-                  caption="val acc: selected on (biased upwards); test acc: the chosen model on the held-out test "
-                  "split (unbiased)", caption_justify="left")
-    table.add_column("model", no_wrap=True, min_width=12)
-    for name in ("ELR", "lr", "mom.", "wd", "best val acc", "epochs", "seconds", "test acc [95% CI]"):
+    from rich import box
+
+    table = Table(title=f"best runs ({len(report['runs'])} trained)", box=box.SIMPLE_HEAD, show_edge=False,
+                  padding=(0, 1), collapse_padding=True, pad_edge=False, title_justify="left", caption="val acc: selected on (biased upwards); test acc: the chosen model "
+                  "on the held-out test split (unbiased), 95% CI", caption_justify="left")
+    table.add_column("model", overflow="fold", min_width=10)
+    for name in ("ELR", "lr", "mom.", "wd", "val acc", "epochs", "s", "test acc (CI)"):
         table.add_column(name, justify="right", no_wrap=True)
     test, chosen = report.get("test"), report.get("chosen") or {}
     for r in runs[:top]:
         is_chosen = r["config_id"] == chosen.get("config_id")
-        cell = f"{test['accuracy']:.4f} [{test['ci95'][0]:.3f}, {test['ci95'][1]:.3f}]" if is_chosen and test else "-"
+        cell = f"{test['accuracy']:.3f} ({test['ci95'][0]:.3f}-{test['ci95'][1]:.3f})" if is_chosen and test else "-"
         table.add_row(r["model"], f"{r['elr']:.3g}", f"{r['lr']:.3g}", f"{r['momentum']:g}", f"{r['weight_decay']:.2g}",
                       f"{best_of(r):.4f}", f"{r['epochs']}/{report['max_epochs']}", f"{r['seconds']:.1f}", cell)
     return table
@@ -138,8 +144,9 @@ def _test_line(report: dict) -> str:
 
 def suggest_cmd(
     data: Annotated[str, typer.Option(
-        "--data", help="Your ImageFolder: train/<class>/* [+ val/ or test/], or <class>/* (split 80/20 here); "
-        "task options as in collect: PATH[:classes=5,shots=50,size=32].")],
+        "--data", help="Your ImageFolder: train/<class>/* [+ val/] [+ test/], or <class>/*; task options as in "
+        "collect: PATH[:classes=5,shots=50,size=32]. `demo`: a bundled 10-class digits task. A test split the search "
+        "never sees: test/, else 20% of each class of train (test=0.3 changes it, test=0 turns it off).")],
     budget: Annotated[str, typer.Option(
         "--budget", help="0: zero-shot ranking in seconds, no training. A duration (90s, 30m, 4h, 1h30m): a timed "
         "search that really fine-tunes, resumable.")] = "0",
@@ -147,8 +154,9 @@ def suggest_cmd(
         "--models", help="Comma-separated hub models (default: every model whose weights are in the weights dir).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout (and nothing else there).")] = False,
     top: Annotated[int, typer.Option("--top", help="How many configs to list.")] = 10,
-    surrogate: Annotated[Optional[Path], typer.Option(
-        "--surrogate", help="A surrogate checkpoint from `quicktune metatrain` (default: the one shipped with quicktune).")] = None,
+    surrogate: Annotated[Optional[str], typer.Option(
+        "--surrogate", help="A shipped surrogate by name (v1) or a checkpoint from `quicktune metatrain` "
+        "(default: v1, shipped with quicktune).")] = None,
     weights_dir: Annotated[Optional[Path], typer.Option(
         "--weights-dir", help="Where the hub finds model weights (default: $QUICKTUNE_WEIGHTS).")] = None,
     max_image_size: Annotated[Optional[int], typer.Option(
@@ -241,9 +249,6 @@ def suggest_cmd(
         suggest_zoo.zero_shot_zoo(data=data, surrogate=surrogate, models=models, candidates=candidates, seed=seed,
                                   epochs=epochs, top=top, as_json=as_json, clock=clock)
         return
-    if chosen_zoo == "quicktune":
-        fail("--zoo quicktune --budget > 0 (a timed search fine-tuning timm models) is not available yet; "
-             "use --budget 0 for the zero-shot ranking")
     err = Console(stderr=True)
     out = Console()
     if threads:
@@ -252,14 +257,32 @@ def suggest_cmd(
         torch.set_num_threads(threads)  # features and zero-shot too, not only the training
 
     try:
-        model_names = qs.resolve_models(models.split(",") if models is not None else None, weights_dir)
-        sur = qs.load_surrogate(surrogate)
-        settings = qs.finetune_settings(sur)
-        cap = max_image_size if max_image_size is not None else settings["max_image_size"]
-        horizon = int(epochs or sur.max_epochs)
-        with err.status("checking the data folder ..."):
-            target = qs.open_target(data, model_names, weights_dir, cap, skip_unreadable)
-        feats = _features(err, target, model_names)
+        if chosen_zoo == "quicktune":  # a timed search over timm models by name (item 4)
+            from quicktune.data.describe import describe_folder
+
+            sur, model_names, zoo_configs, horizon = suggest_zoo.search_setup(
+                surrogate=surrogate, models=models, weights_dir=weights_dir, candidates=candidates, seed=seed,
+                epochs=epochs)
+            settings = qs.finetune_settings(sur)
+            cap = max_image_size  # the meta-dataset trained at each model's own input size
+            with err.status("checking the data folder ..."):
+                target = qs.open_target(data, model_names, weights_dir, cap, skip_unreadable)
+            # Dataset descriptors only: the zoo's surrogate was meta-trained without domain features.
+            feats = qs.TaskFeatures(describe_folder(target.spec), {}, {})
+        else:
+            model_names = qs.resolve_models(models.split(",") if models is not None else None, weights_dir)
+            try:
+                sur = qs.load_surrogate(surrogate)
+            except qs.SuggestError as e:
+                raise qs.SuggestError(f"--surrogate: {e}") from None
+            settings = qs.finetune_settings(sur)
+            cap = max_image_size if max_image_size is not None else settings.max_image_size
+            horizon = int(epochs or sur.max_epochs)
+            with err.status("checking the data folder ..."):
+                from quicktune.demo import resolve_data
+
+                target = qs.open_target(resolve_data(data), model_names, weights_dir, cap, skip_unreadable)
+            feats = _features(err, target, model_names, qs.feature_settings(sur))
     except (qs.SuggestError, DataError, HubError) as e:
         fail(str(e))
     except OSError as e:
@@ -276,8 +299,12 @@ def suggest_cmd(
         err.print(f"[yellow]note:[/] this data lies outside what the surrogate was meta-trained on ({shown}); "
                   f"the surrogate treats it as at the edge of its meta-dataset (features clipped to 3 SD) - a "
                   f"timed search checks its predictions", highlight=False)
-    configs = qs.make_candidates(model_names, candidates, seed)
-    surrogate_path = str(surrogate) if surrogate is not None else str(qs.DEFAULT_SURROGATE_PATH)
+    if chosen_zoo == "quicktune":
+        configs = zoo_configs
+        surrogate_path = str(surrogate) if surrogate is not None else "quicktune"
+    else:
+        configs = qs.make_candidates(model_names, candidates, seed)
+        surrogate_path = str(surrogate) if surrogate is not None else str(qs.DEFAULT_SURROGATE_PATH)
 
     if budget_s == 0:
         preds = qs.zero_shot(sur, configs, feats, horizon)
@@ -302,7 +329,7 @@ def suggest_cmd(
 
     try:
         search = qs.Search(sur, configs, target, feats, budget_seconds=budget_s, max_epochs=horizon, workdir=wd,
-                           seed=seed, batch_size=batch_size or settings["batch_size"], threads=threads, clock_start=clock,
+                           seed=seed, batch_size=batch_size or settings.batch_size, threads=threads, clock_start=clock,
                            stop_rule=stop_rule)
         with err.status("reading the work dir ..."):
             resumed = search.resume()

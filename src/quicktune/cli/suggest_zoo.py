@@ -12,7 +12,7 @@ from quicktune.cli._common import fail
 ZOOS = ("quicktune", "local")
 
 
-def choose_zoo(zoo: str | None, weights_dir: Path | None, surrogate: Path | None) -> str:
+def choose_zoo(zoo: str | None, weights_dir: Path | None, surrogate: str | Path | None) -> str:
     """The zoo to use: the one named, else "local" when the user points at local weights or a
     surrogate of their own (what they asked for by giving them), else "quicktune"."""
     import os
@@ -27,7 +27,7 @@ def choose_zoo(zoo: str | None, weights_dir: Path | None, surrogate: Path | None
     return "quicktune"
 
 
-def load_zoo_surrogate(surrogate: Path | None) -> Any:
+def load_zoo_surrogate(surrogate: str | Path | None) -> Any:
     from quicktune import suggest as qs
     from quicktune.zoo import Zoo
 
@@ -41,7 +41,34 @@ def load_zoo_surrogate(surrogate: Path | None) -> Any:
     return sur
 
 
-def zero_shot_zoo(*, data: str, surrogate: Path | None, models: str | None, candidates: int, seed: int,
+def search_setup(*, surrogate: str | Path | None, models: str | None, weights_dir: Path | None, candidates: int, seed: int,
+                 epochs: int | None) -> tuple[Any, list[str], list[Any], int]:
+    """(surrogate, models, candidate configs, epoch horizon) of a timed search over the zoo. With
+    --weights-dir (offline) only the zoo models with a local timm weights file there take part;
+    without it every model does, its weights coming from the Hugging Face hub through timm."""
+    from quicktune import hub
+    from quicktune.zoo import Zoo
+
+    sur = load_zoo_surrogate(surrogate)
+    zoo = Zoo.from_surrogate(sur)
+    try:
+        names = zoo.resolve(models.split(",") if models is not None else None)
+    except ValueError as e:
+        fail(str(e))
+    if weights_dir is not None:
+        local = set(hub.list_models(weights_dir))
+        names = [m for m in names if m in local or hub.timm_weights_file(m, weights_dir) is not None]
+        if not names:
+            fail(f"--weights-dir {weights_dir}: holds no weights of the {zoo.name} zoo's models; offline, put a timm state "
+                 f"dict named after the model there (e.g. {weights_dir / zoo.models[0]}.safetensors), or leave out "
+                 f"--weights-dir to let timm download them from the Hugging Face hub")
+    horizon = int(epochs or zoo.max_epochs)
+    if candidates < 1:
+        fail(f"`--candidates >= 1` must hold, but got {candidates}")
+    return sur, names, zoo.candidates(names, candidates, seed), horizon
+
+
+def zero_shot_zoo(*, data: str, surrogate: str | Path | None, models: str | None, candidates: int, seed: int,
                   epochs: int | None, top: int, as_json: bool, clock: float) -> None:
     import time
 

@@ -31,6 +31,7 @@ from quicktune.collect.executors import (  # noqa: F401
     available_cores,
     run_collection,
 )
+from quicktune.collect.features import FeatureJob, collect_features, missing_features  # noqa: F401
 from quicktune.collect.job import (  # noqa: F401
     JobContext,
     JobResult,
@@ -60,11 +61,13 @@ from quicktune.collect.plan import (  # noqa: F401
 __all__ = [
     "CollectError",
     "CollectSummary",
+    "FeatureJob",
     "Job",
     "JobContext",
     "JobResult",
     "Plan",
     "available_cores",
+    "collect_features",
     "default_work_dir",
     "load_grid",
     "make_configs",

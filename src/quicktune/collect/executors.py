@@ -9,10 +9,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
+from quicktune.collect.features import collect_features
 from quicktune.collect.job import JobContext, JobResult, run_job
 from quicktune.collect.plan import CollectError, Job, Plan
+from quicktune.metadataset.schema import DEFAULT_FEATURE_SETTINGS, FeatureSettings
 
 # -- local process pool ---------------------------------------------------------------------------
 _QUEUE: Any = None
@@ -64,9 +64,7 @@ class CollectSummary:
     seconds_per_epoch: dict[str, list[float]] = field(default_factory=dict)  # model -> seconds
     best: dict[str, float] = field(default_factory=dict)  # task -> best val_acc among new epochs
     wall_seconds: float = 0.0
-
-    def mean_seconds(self) -> dict[str, float]:
-        return {m: float(np.mean(v)) for m, v in self.seconds_per_epoch.items() if v}
+    features: int = 0  # (model, task) pairs whose domain features were computed
 
 
 def available_cores() -> int:
@@ -84,9 +82,13 @@ def run_collection(
     threads: int | None = None,
     max_retries: int = 2,
     on_event: Callable[[dict[str, Any]], None] | None = None,
+    features: bool = True,
+    feature_settings: FeatureSettings = DEFAULT_FEATURE_SETTINGS,
 ) -> CollectSummary:
-    """Run every job of `plan`; `on_event` sees each finished epoch and each job's end
-    ({"kind": "job", "result": JobResult} or {"kind": "failed", "job": Job, "error": str})."""
+    """Run every job of `plan`, then (features=True) compute the domain features of every
+    (model, task) the store lacks (`collect_features`). `on_event` sees each finished epoch, each
+    job's end ({"kind": "job", "result": JobResult} or {"kind": "failed", "job": Job, "error": str})
+    and each features computation ({"kind": "features", ...})."""
     if executor not in ("local", "ray"):
         raise CollectError(f"the executor must be 'local' or 'ray', but got {executor!r}")
     if workers < 1:
@@ -141,6 +143,8 @@ def run_collection(
                 finished(job, result, None)
     else:
         _run_pool(plan.jobs, ctx, workers, gpus, event, finished)
+    if features:
+        summary.features = collect_features(plan, feature_settings, on_event)
     summary.wall_seconds = time.perf_counter() - t0
     return summary
 

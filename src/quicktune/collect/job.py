@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from quicktune.atomic import atomic_write
 from quicktune.collect.plan import Job
 from quicktune.metadataset.storage import MetaDatasetStore
 
@@ -71,9 +71,8 @@ def run_job(job: Job, ctx: JobContext, emit: Callable[[dict[str, Any]], None] | 
     new_seconds: list[float] = []
 
     def mark(epochs: set[int]) -> None:
-        tmp = marker.with_name(f".tmp-{os.getpid()}-{marker.name}")
-        tmp.write_text(json.dumps(sorted(epochs)))
-        os.replace(tmp, marker)
+        with atomic_write(marker, "w") as f:
+            f.write(json.dumps(sorted(epochs)))
 
     # Epochs a killed job checkpointed but never appended.
     backlog = [r for r in ft.results if r.epoch not in stored]

@@ -3,49 +3,32 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from quicktune.collect.features import FeatureJob
 from quicktune.data import TaskSpec
+from quicktune.design import (  # noqa: F401  (re-exported: the collection's space lives in design)
+    ELR_RANGE,
+    MOMENTA,
+    P_ZERO_WEIGHT_DECAY,
+    WEIGHT_DECAY_RANGE,
+    sample_hyperparameters,
+    training_size,
+)
+from quicktune.finetune.recipe import Recipe
 from quicktune.metadataset.schema import DATASET_DESCRIPTORS
 from quicktune.metadataset.storage import MetaDatasetStore
 from quicktune.space import Config
 
-# The default space the collection samples configs from (Li et al. 2020 style ranges).
-ELR_RANGE = (1e-3, 1.0)  # log-uniform
-WEIGHT_DECAY_RANGE = (1e-6, 1e-2)  # log-uniform ...
-P_ZERO_WEIGHT_DECAY = 0.2  # ... or exactly 0 with this probability
-MOMENTA = (0.0, 0.5, 0.9)
 TERMINAL_STATUSES = ("diverged",)
 
 
 class CollectError(ValueError):
     """Bad collection input (configs, grid file, executor, models)."""
-
-
-# ------------------------------------------------------------------------------------------------
-# Configs
-# ------------------------------------------------------------------------------------------------
-def sample_hyperparameters(n: int, seed: int = 0) -> list[dict[str, float]]:
-    """`n` (elr, weight_decay, momentum) draws from the default space, reproducible by `seed`."""
-    if n < 1:
-        raise CollectError(f"`configs >= 1` must hold, but got configs={n}")
-    rng = np.random.default_rng([seed, 0xC0FF16])
-    out = []
-    for _ in range(n):
-        elr = 10 ** rng.uniform(math.log10(ELR_RANGE[0]), math.log10(ELR_RANGE[1]))
-        wd_draw = 10 ** rng.uniform(math.log10(WEIGHT_DECAY_RANGE[0]), math.log10(WEIGHT_DECAY_RANGE[1]))
-        wd = 0.0 if rng.random() < P_ZERO_WEIGHT_DECAY else wd_draw
-        momentum = float(MOMENTA[int(rng.integers(len(MOMENTA)))])
-        # 4 significant digits: readable in tables, and stable under a JSON round trip.
-        out.append({"elr": float(f"{elr:.4g}"), "weight_decay": float(f"{wd:.4g}"), "momentum": momentum})
-    return out
 
 
 def load_grid(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -82,7 +65,9 @@ def make_configs(models: Sequence[str], hyperparams: Sequence[Mapping[str, Any]]
         extras.update(hp)
         for m in [named] if named else models:
             try:
-                out.append(Config(m, float(elr), float(wd), float(mom), extras))
+                cfg = Config(m, float(elr), float(wd), float(mom), extras)
+                Recipe.from_config(cfg)  # the fine-tuner's extras, checked before any job starts
+                out.append(cfg)
             except (TypeError, ValueError) as e:
                 raise CollectError(f"bad config {dict(elr=elr, weight_decay=wd, momentum=mom)}: {e}") from None
     return list(dict.fromkeys(out))
@@ -120,6 +105,7 @@ class Plan:
     descriptors: dict[str, dict[str, float]]  # task name -> dataset descriptors
     weights_dir: str | None = None
     skip_unreadable: bool = False
+    feature_jobs: list[FeatureJob] = field(default_factory=list)  # one per (task, model)
 
     @property
     def epochs_to_train(self) -> int:
@@ -147,13 +133,6 @@ def _check_models(models: Sequence[str], weights_dir: str | None, pretrained: bo
         hub.model_info(m, weights_dir)  # HubError (a ValueError) for unknown names
         if pretrained and m in hub.registered_models():
             hub.weights_file(m, weights_dir)  # HubError when the weights are not there
-
-
-def training_size(input_size: int, max_image_size: int | None) -> int:
-    """The resolution a model trains at: its input size, capped at `max_image_size` when given."""
-    if max_image_size is not None and max_image_size < 4:
-        raise CollectError(f"`max_image_size >= 4` must hold, but got max_image_size={max_image_size}")
-    return int(input_size if max_image_size is None else min(input_size, max_image_size))
 
 
 def plan_collection(
@@ -189,7 +168,7 @@ def plan_collection(
     if max_epochs < 1:
         raise CollectError(f"`epochs >= 1` must hold, but got epochs={max_epochs}")
     if not models:
-        raise CollectError("give at least one model (--models NAME,...)")
+        raise CollectError("give at least one model")
     wd = str(weights_dir) if weights_dir is not None else None
     _check_models(models, wd, pretrained)
     configs = make_configs(models, hyperparams)
@@ -199,8 +178,9 @@ def plan_collection(
     tasks = [s if isinstance(s, TaskSpec) else TaskSpec.parse(s) for s in specs]
     tasks = [replace(t, path=str(Path(t.path).expanduser().resolve())) for t in tasks]
     if not tasks:
-        raise CollectError("give at least one dataset (--datasets PATH[:options],...)")
+        raise CollectError("give at least one dataset (a task spec PATH[:options])")
     jobs: list[Job] = []
+    feature_jobs: dict[tuple[str, str], FeatureJob] = {}
     descriptors: dict[str, dict[str, float]] = {}
     n_runs = n_complete = 0
     for spec in tasks:
@@ -214,6 +194,7 @@ def plan_collection(
             dataset, key = run_identity(data, config, max_epochs, seed, batch_size=batch_size, pretrained=pretrained,
                                         weights_dir=wd)
             descriptors.setdefault(data.name, data.descriptors())
+            feature_jobs.setdefault((dataset, config.model), FeatureJob(spec, config.model, int(size), dataset, bool(pretrained)))
             n_runs += 1
             stored, ended = state.get(key, (set(), False))
             if ended or len(stored) >= max_epochs:
@@ -225,7 +206,8 @@ def plan_collection(
     if write_descriptors:
         _write_descriptors(st, descriptors)
     return Plan(Path(store).resolve(), Path(work_dir).resolve() if work_dir else default_work_dir(store), jobs, n_runs,
-                n_complete, descriptors, str(Path(wd).expanduser().resolve()) if wd else None, skip_unreadable)
+                n_complete, descriptors, str(Path(wd).expanduser().resolve()) if wd else None, skip_unreadable,
+                list(feature_jobs.values()))
 
 
 def _write_descriptors(store: MetaDatasetStore, descriptors: Mapping[str, Mapping[str, float]]) -> None:

@@ -59,8 +59,6 @@ from quicktune.data.tasks import (  # noqa: F401
     _load_split,
     _stratified_split,
     default_cache_dir,
-    derived_specs,
-    describe,
     load_task,
 )
 
@@ -70,8 +68,6 @@ __all__ = [
     "TaskData",
     "TaskSpec",
     "default_cache_dir",
-    "derived_specs",
-    "describe",
     "load_task",
     "parse_task_specs",
 ]

@@ -107,10 +107,6 @@ class TaskSpec:
             parts.append(f"s{self.seed}")
         return self.base_name + ("/" + "-".join(parts) if parts else "")
 
-    @property
-    def is_derived(self) -> bool:
-        return self.task_name != self.base_name
-
     def with_size(self, size: int | None) -> TaskSpec:
         """This spec with `size` filled in when it has none (an explicit size wins)."""
         return self if self.size is not None or size is None else replace(self, size=int(size))

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +153,7 @@ def _check_unreadable(bad: list[tuple[str, str]], skip_unreadable: bool) -> list
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise DataError(
             f"{path}: unreadable or corrupt image ({reason}){more}; fix or remove it, or pass skip_unreadable "
-            f"(--skip-unreadable) to skip such files"
+            f"to skip such files"
         )
     return [p for p, _ in bad]
 
@@ -310,14 +309,3 @@ def load_task(
     )
 
 
-def describe(spec: TaskSpec | str, size: int | None = None, **kwargs: Any) -> dict[str, float]:
-    """`load_task(spec, size).descriptors()`."""
-    return load_task(spec, size, **kwargs).descriptors()
-
-
-def derived_specs(spec: TaskSpec, classes: Sequence[int] = (), shots: Sequence[int] = (), sizes: Sequence[int] = ()) -> list[TaskSpec]:
-    """Convenience: one derived spec per given class count, shot count and size (not crossed)."""
-    out = [replace(spec, classes=c) for c in classes]
-    out += [replace(spec, shots=k) for k in shots]
-    out += [replace(spec, size=s) for s in sizes]
-    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from quicktune.atomic import atomic_write
 from quicktune.features.estimators import DEFAULT_GAMMA, class_means
 from quicktune.features.extraction import (
     FEATURES_VERSION,
@@ -13,6 +14,7 @@ from quicktune.features.extraction import (
     extract,
     transfer_features,
 )
+from quicktune.metadataset.schema import FeatureSettings
 
 
 def default_cache_dir() -> Any:
@@ -55,6 +57,8 @@ def _compute_domain_features(
     model = hub.create_model(model_name, num_classes=None, weights_dir=weights_dir, pretrained=pretrained)
     size = int(image_size or info.input_size)
     feats, probs, labels = extract(model, data, info.mean, info.std, size, n_samples, seed)
+    prototypes: Any
+    proto_weights: Any
     if source_data is not None:
         # Real source images: their class-mean features, weighted by source class frequency.
         src_feats, _, src_labels = extract(model, source_data, info.mean, info.std, size, n_samples, seed)
@@ -78,6 +82,7 @@ def domain_features(
     normalize: Literal["l2", "none"] = "l2",
     pretrained: bool = True,
     refresh: bool = False,
+    settings: FeatureSettings | None = None,
 ) -> dict[str, float]:
     """Transferability features of hub model `model_name` for the target dataset `data`.
 
@@ -95,14 +100,18 @@ def domain_features(
     Results are cached as JSON under `cache_dir` (default `default_cache_dir()`) per (model,
     weights file, dataset fingerprint, options); a repeated call returns the cached dict without
     loading the model. `refresh=True` recomputes.
+    `settings` (a `FeatureSettings`), when given, sets the sample size and seed (and must not be
+    combined with other `n_samples` / `seed` values): the way `collect` and `suggest` call it.
     """
     import hashlib
     import json
-    import os
-    import tempfile
     import time
     from pathlib import Path
 
+    if settings is not None:
+        if (n_samples, seed) not in ((500, 0), (settings.n_samples, settings.seed)):
+            raise ValueError(f"give either settings={settings} or n_samples/seed, but got n_samples={n_samples}, seed={seed} too")
+        n_samples, seed = settings.n_samples, settings.seed
     options = {
         "version": FEATURES_VERSION,
         "model": model_name,
@@ -131,11 +140,9 @@ def domain_features(
     )
     record = {"options": options, "features": feats, "seconds": time.perf_counter() - t0}
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
+        # atomic: a concurrent reader sees no entry or the whole entry
+        with atomic_write(path, "w") as f:
             json.dump(record, f, indent=1)  # NaN is written as NaN, which json.loads reads back
-        os.replace(tmp, path)  # atomic: a concurrent reader sees no entry or the whole entry
     except OSError:
         pass  # an unwritable cache only costs a recomputation next time
     return feats

@@ -13,7 +13,12 @@ import numpy as np
 import torch
 
 from quicktune.data import TaskData
-from quicktune.metadataset.schema import FINETUNE_VERSION, SCHEMA_VERSION, run_key
+from quicktune.metadataset.schema import (
+    FINETUNE_VERSION,
+    SCHEMA_VERSION,
+    RunSetting,
+    run_key,
+)
 from quicktune.space import Config
 
 DEFAULT_BATCH_SIZE = 64
@@ -39,8 +44,8 @@ def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
     return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, epoch, stream]).generate_state(2, np.uint64)[0] >> 1)
 
 
-def versions(**settings: Any) -> str:
-    """The `versions` column: schema/procedure/library versions plus the run's settings."""
+def versions(setting: RunSetting | None = None) -> str:
+    """The `versions` column: schema/procedure/library versions plus how the run was trained."""
     import timm
 
     import quicktune
@@ -52,7 +57,7 @@ def versions(**settings: Any) -> str:
         "torch": torch.__version__.split("+")[0],
         "timm": timm.__version__,
     }
-    v.update(settings)
+    v.update(setting.to_dict() if setting is not None else {})
     return json.dumps(v, sort_keys=True)
 
 
@@ -65,11 +70,11 @@ def epoch_rows(
     max_epochs: int,
     key: str | None = None,
     source: str = "collect",
-    settings: dict[str, Any] | None = None,
+    setting: RunSetting | None = None,
 ) -> list[dict[str, Any]]:
     """RUN_SCHEMA rows (one per epoch) for the meta-dataset store."""
     key = key or run_key(dataset, config, seed, max_epochs)
-    ver = versions(**(settings or {}))
+    ver = versions(setting)
     return [
         dict(
             run_key=key, dataset=dataset, model=config.model, elr=config.elr, lr=config.lr,

@@ -41,6 +41,7 @@ from quicktune.finetune.timm_parts import (
     make_scheduler,
     make_train_transform,
 )
+from quicktune.metadataset.schema import RunSetting
 from quicktune.space import ADAPTIVE_OPTIMIZERS, Config
 
 log = logging.getLogger(__name__)
@@ -168,19 +169,18 @@ class Finetuner:
     def best_path(self) -> Path | None:
         return self.checkpoint_path.with_name(BEST_NAME) if self.checkpoint_path is not None else None
 
-    def settings(self) -> dict[str, Any]:
+    def setting(self) -> RunSetting:
         """What the row's `versions` JSON records about how the run was trained."""
-        s: dict[str, Any] = {"image_size": int(self.data.size), "batch_size": self.batch_size,
-                             "pretrained": self.pretrained}
         if self.device.type != "cpu":  # (CPU rows keep v1's exact settings JSON)
-            s.update(device=self.device.type, amp=self.amp)
-        return s
+            return RunSetting(int(self.data.size), self.batch_size, self.pretrained, device=self.device.type,
+                              amp=bool(self.amp))
+        return RunSetting(image_size=int(self.data.size), batch_size=self.batch_size, pretrained=self.pretrained)
 
     def rows(self, results: Iterable[EpochResult] | None = None, source: str = "collect") -> list[dict[str, Any]]:
         """RUN_SCHEMA rows of `results` (default: every epoch so far)."""
         return epoch_rows(
             self.results if results is None else results, dataset=self.dataset, config=self.config, seed=self.seed,
-            max_epochs=self.max_epochs, key=self.run_key, source=source, settings=self.settings(),
+            max_epochs=self.max_epochs, key=self.run_key, source=source, setting=self.setting(),
         )
 
     def _load_checkpoint(self) -> None:

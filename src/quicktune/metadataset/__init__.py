@@ -25,13 +25,18 @@ _EXPORTS = {
     "EMBEDDED_METADATASET": "loading",
     "embedded_metadataset": "loading",
     "open_metadataset": "loading",
+    "merge_metadatasets": "merge",
     "summarize": "loading",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from quicktune.metadataset.importers import QuickTuneFormatError, import_quicktune, read_quicktune
+    from quicktune.metadataset.importers import (
+        QuickTuneFormatError,
+        import_quicktune,
+        read_quicktune,
+    )
     from quicktune.metadataset.loading import (
         EMBEDDED_METADATASET,
         embedded_metadataset,
@@ -39,7 +44,13 @@ if TYPE_CHECKING:
         open_metadataset,
         summarize,
     )
-    from quicktune.metadataset.schema import FINETUNE_VERSION, RUN_COLUMNS, SCHEMA_VERSION, run_key
+    from quicktune.metadataset.merge import merge_metadatasets
+    from quicktune.metadataset.schema import (
+        FINETUNE_VERSION,
+        RUN_COLUMNS,
+        SCHEMA_VERSION,
+        run_key,
+    )
     from quicktune.metadataset.storage import MetaDatasetStore, StoreError
     from quicktune.metadataset.tabular import CurveTable, TaskCurves
 

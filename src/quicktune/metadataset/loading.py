@@ -11,8 +11,6 @@ from quicktune.metadataset.importers import is_quicktune_dir, read_quicktune
 from quicktune.metadataset.storage import MetaDatasetStore, StoreError
 from quicktune.metadataset.tabular import CurveTable
 
-
-
 # The embedded CPU meta-dataset (collected by metadataset/campaign/campaign_v1.py) ships with the
 # source checkout, next to src/: the default of `quicktune benchmark` and `quicktune metatrain`.
 EMBEDDED_METADATASET = Path(__file__).resolve().parents[3] / "metadataset" / "v1"

@@ -6,6 +6,8 @@ A store is a directory:
     runs/snapshot-<time_ns>-<uuid>.parquet        written by `compact`, replaces the parts it read
     features/part-*.parquet, features/snapshot-*  the same for FEATURE_SCHEMA rows
     manifest.json                                 written by `compact`: rows, content hash, ...
+    feature_settings.json                         how its domain features were computed
+                                                  (absent: the v1 defaults, `FeatureSettings()`)
 
 Every file is written under a temporary name (".tmp-*", never read) in the same directory,
 flushed and fsync'd, then `os.replace`d into place, so a reader sees a part entirely or not at
@@ -35,15 +37,15 @@ import pyarrow.parquet as pq
 
 from quicktune.atomic import TMP_PREFIX, atomic_write, fsync_dir
 from quicktune.metadataset.schema import (
-    FEATURE_COLUMNS,
     FEATURE_SCHEMA,
-    RUN_COLUMNS,
     RUN_SCHEMA,
     SCHEMA_VERSION,
     STATUSES,
+    FeatureSettings,
 )
 
 MANIFEST = "manifest.json"
+FEATURE_SETTINGS = "feature_settings.json"
 _KINDS = {"runs": (RUN_SCHEMA, ["run_key", "epoch"]), "features": (FEATURE_SCHEMA, ["dataset", "model", "name"])}
 
 
@@ -193,6 +195,35 @@ class MetaDatasetStore:
     def append_features(self, rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> Path | None:
         """Atomically append feature rows (dataset, model ('' for dataset-level), name, value)."""
         return self._append("features", _frame(rows))
+
+    def record_feature_settings(self, settings: FeatureSettings) -> None:
+        """Record how the store's domain features are computed. One store holds features of one
+        setting only: a different one than recorded (or than the v1 default of a store that
+        already has domain features) is refused."""
+        recorded = (self.root / FEATURE_SETTINGS).exists()
+        have = self.feature_settings()
+        if have != settings and (recorded or self._has_domain_features()):
+            raise StoreError(
+                f"{self.root}: its domain features were computed with {have}, not {settings}; "
+                f"one store holds features of one setting"
+            )
+        if not recorded:
+            with atomic_write(self.root / FEATURE_SETTINGS, mode="w") as f:
+                f.write(json.dumps(settings.to_dict(), sort_keys=True) + "\n")
+
+    def feature_settings(self) -> FeatureSettings:
+        """How the store's domain features were computed (the v1 defaults when not recorded)."""
+        p = self.root / FEATURE_SETTINGS
+        if not p.exists():
+            return FeatureSettings()
+        try:
+            return FeatureSettings.from_dict(json.loads(p.read_text()))
+        except (ValueError, TypeError, AttributeError) as e:
+            raise StoreError(f"{p}: not a feature-settings file ({str(e).splitlines()[0]})") from None
+
+    def _has_domain_features(self) -> bool:
+        df = self.read_features()
+        return bool(len(df) and (df["model"] != "").any())
 
     # -- reading ------------------------------------------------------------------------------
     def _files(self, kind: str) -> list[Path]:

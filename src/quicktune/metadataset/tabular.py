@@ -12,6 +12,8 @@ Axis 1 has `max_epochs` entries (the largest horizon in the table); epoch t is c
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -72,10 +74,6 @@ class TaskCurves:
     def total_seconds(self) -> float:
         return float(np.nansum(self.cost))
 
-    def features_for(self, config: Config) -> dict[str, float]:
-        """Dataset features plus the (model, dataset) features of `config.model`."""
-        return {**self.dataset_features, **self.pair_features.get(config.model, {})}
-
 
 class CurveTable:
     """All datasets of a meta-dataset as `TaskCurves` (built once from the long-format rows)."""
@@ -90,10 +88,6 @@ class CurveTable:
         self.datasets: list[str] = sorted(runs["dataset"].unique().tolist())
         self._tasks: dict[str, TaskCurves] = {}
 
-    @classmethod
-    def from_store(cls, store) -> CurveTable:  # store: MetaDatasetStore (not imported: keep this module pure)
-        return cls(store.read(), store.read_features())
-
     @property
     def models(self) -> list[str]:
         return sorted(self._runs["model"].unique().tolist())
@@ -107,6 +101,24 @@ class CurveTable:
 
     def tasks(self) -> list[TaskCurves]:
         return [self.task(d) for d in self.datasets]
+
+    def restrict(self, datasets: Iterable[str]) -> CurveTable:
+        """A view holding only `datasets`: the others are absent from `datasets`, `task()`,
+        `tasks()`, the models and feature names, so nothing held out can leak. Tasks already
+        built are shared, not copied."""
+        keep = set(datasets)
+        missing = keep - set(self.datasets)
+        if missing:
+            raise KeyError(f"datasets {sorted(missing)} are not in the meta-dataset; known: {self.datasets}")
+        view = copy.copy(self)
+        view.datasets = [d for d in self.datasets if d in keep]
+        view._tasks = {d: t for d, t in self._tasks.items() if d in keep}
+        view._runs = self._runs[self._runs["dataset"].isin(keep)]
+        view._features = self._features[self._features["dataset"].isin(keep)]
+        # Row positions index the filtered frame: recomputed, or building a task that was not
+        # built before the restriction would read the wrong rows (or none).
+        view._rows_of = view._runs.groupby("dataset", sort=False).indices
+        return view
 
     def _build(self, dataset: str) -> TaskCurves:
         df = self._runs.iloc[self._rows_of[dataset]].sort_values(["run_key", "epoch"])

@@ -33,14 +33,16 @@ import copy
 import math
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from quicktune.optimizer.acquisition import log_expected_improvement
+from quicktune.optimizer.acquisition import LogEI
 from quicktune.protocol import Observation, Optimizer, Trial
 from quicktune.space import SearchSpace
+from quicktune.surrogate.cost import CalibratedCost
 from quicktune.surrogate.fit import refit
 from quicktune.surrogate.gp import Surrogate
 from quicktune.surrogate.nets import DTYPE, NetConfig
@@ -108,6 +110,7 @@ class QuickTune(Optimizer):
         self._fresh_rows = self.surrogate.rows(self._static, np.ones(n, dtype=int), [()] * n, horizon=max_epochs)
         self._prior_log_cost = self.surrogate.log_cost(self._static).numpy() if self.meta else None
         self._model_of = np.array([space.models.index(c.model) if c.model in space.models else -1 for c in space.configs])
+        self._cost = CalibratedCost(self._prior_log_cost, self._model_of)
         self._row_cache: dict[tuple[int, int], Tensor] = {}
         self._epoch_seconds: dict[int, list[float]] = {}
         self._best_at = np.full(self.max_epochs + 1, -np.inf)  # best accuracy seen at epoch t
@@ -115,6 +118,45 @@ class QuickTune(Optimizer):
         # The largest plain EI (accuracy units, cost ignored) of the last scoring: how much the
         # optimizer still expects to gain at all (a stop rule reads it; None before any scoring).
         self.last_max_ei: float | None = None
+
+    @classmethod
+    def from_surrogate(
+        cls,
+        surrogate: Surrogate,
+        models: Sequence[str],
+        data_features: Mapping[str, float] | None = None,
+        *,
+        pair_features: Mapping[str, Mapping[str, float]] | None = None,
+        model_descriptors: Mapping[str, Mapping[str, float]] | None = None,
+        candidates: int = 32,
+        max_epochs: int | None = None,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> QuickTune:
+        """Quick-Tune over `models` x a seeded Sobol design of `candidates` hyperparameter configs
+        per model (`quicktune.design`), for a training loop of one epoch per trial.
+
+        data_features: the target's dataset descriptors by name (n_samples, n_classes, image_size,
+        channels; missing ones count as the meta-training mean). pair_features: per model, its
+        domain features (EMD similarity, LogME, ...) if computed. model_descriptors: per model, the
+        hub's descriptors (default: looked up in the hub for the models it knows offline).
+        max_epochs: the epoch horizon (default: the surrogate's). Other keywords go to `QuickTune`.
+        """
+        from quicktune.design import sobol_hyperparameters
+        from quicktune.space import Config
+
+        models = list(dict.fromkeys(models))
+        if not models:
+            raise ValueError("`models` must name at least one model, but got none")
+        hps = sobol_hyperparameters(candidates, seed)
+        configs = list(dict.fromkeys(Config(m, h["elr"], h["weight_decay"], h["momentum"]) for m in models for h in hps))
+        if model_descriptors is None:
+            from quicktune.hub import model_descriptors as hub_descriptors
+
+            model_descriptors = hub_descriptors(models)
+        return cls(SearchSpace(configs), int(max_epochs or surrogate.max_epochs), seed, surrogate=surrogate,
+                   dataset_features=data_features, pair_features=pair_features, model_descriptors=model_descriptors,
+                   **kwargs)
 
     # -- ask/tell -----------------------------------------------------------------------------
     def ask(self) -> Trial | None:
@@ -134,7 +176,7 @@ class QuickTune(Optimizer):
         finally:
             self.step_seconds.append(time.perf_counter() - start)
 
-    def tell(self, observation: Observation) -> None:
+    def tell(self, observation: Observation) -> None:  # type: ignore[override]  # the base class's wrapper adds (trial, score=, seconds=)
         cid = observation.trial.config_id
         before = self.epochs_done(cid)
         super().tell(observation)
@@ -180,7 +222,8 @@ class QuickTune(Optimizer):
 
     def training_data(self) -> tuple[Tensor | None, Tensor | None]:
         """The observations as GP training data: (x: (n x width), y: (n,)), NaN accuracy -> 0."""
-        latest, rest = [], []
+        latest: list[tuple[int, int]] = []
+        rest: list[tuple[int, int]] = []
         for cid, curve in self.curves.items():
             k = len(curve)
             if k == 0:
@@ -210,6 +253,7 @@ class QuickTune(Optimizer):
                 self.surrogate.load_weights(self._start)
             self.surrogate.condition(None, None)
         else:
+            assert y is not None  # training_data gives both or neither
             steps = self.refit_steps if len(y) >= self.min_refit_points else 0
             refit(self.surrogate, x, y, steps=steps, lr=self.refit_lr, start=self._start, scope=self.refit_scope)
         xp = self.pending_rows()
@@ -231,8 +275,8 @@ class QuickTune(Optimizer):
             rows.append(self._fresh_rows[cid : cid + 1] if t == 1 else self._row(cid, t))
         return torch.cat(rows, dim=0) if rows else None
 
-    def predict(self, cand: Sequence[int] | np.ndarray) -> tuple[Tensor, Tensor, np.ndarray]:
-        """Posterior (mean, variance) at each candidate's next epoch, and those epochs; (n,) each."""
+    def next_rows(self, cand: Sequence[int] | np.ndarray) -> tuple[Tensor, np.ndarray]:
+        """The rows (n x width) of each candidate's next epoch, and those epochs (n,)."""
         cand = np.asarray(cand, dtype=int)
         epochs = np.array([self.epochs_done(c) + 1 for c in cand], dtype=int)
         started = epochs > 1
@@ -241,52 +285,36 @@ class QuickTune(Optimizer):
             idx = np.flatnonzero(started)
             x = x.clone()
             x[torch.as_tensor(idx)] = torch.cat([self._row(int(cand[i]), int(epochs[i])) for i in idx], dim=0)
+        return x, epochs
+
+    def predict(self, cand: Sequence[int] | np.ndarray) -> tuple[Tensor, Tensor, np.ndarray]:
+        """Posterior (mean, variance) at each candidate's next epoch, and those epochs; (n,) each."""
+        x, epochs = self.next_rows(cand)
         mean, var = self.surrogate.posterior(x)
         return mean, var, epochs
 
     def log_step_cost(self, cand: np.ndarray) -> np.ndarray:
-        """Predicted log seconds of each candidate's next epoch, (n,)."""
-        obs_log = {c: float(np.log(np.mean(s))) for c, s in self._epoch_seconds.items() if s}
+        """Predicted log seconds of each candidate's next epoch, (n,) (`CalibratedCost`)."""
         # Calibrate on healthy runs only: a run that ended before the horizon (crashed, say)
         # often did so within seconds, and its cost says nothing about a real epoch.
-        calib = [c for c in obs_log if not (c in self.finished and self.epochs_done(c) < self.max_epochs)]
-        if self.meta:
-            assert self._prior_log_cost is not None
-            prior = self._prior_log_cost
-            # Shrunk residual offsets: the dataset (a machine/size mismatch shifts every config)
-            # and each model (the net may misjudge one architecture on this data).
-            res = {c: obs_log[c] - prior[c] for c in calib}
-            offset = sum(res.values()) / (len(res) + 1.0)
-            by_model: dict[int, list[float]] = {}
-            for c, r in res.items():
-                by_model.setdefault(int(self._model_of[c]), []).append(r - offset)
-            model_off = {m: sum(v) / (len(v) + 1.0) for m, v in by_model.items()}
-            out = prior[cand] + offset + np.array([model_off.get(int(self._model_of[c]), 0.0) for c in cand])
-        else:
-            by_model_log: dict[int, list[float]] = {}
-            for c in calib:
-                by_model_log.setdefault(int(self._model_of[c]), []).append(obs_log[c])
-            overall = float(np.mean([obs_log[c] for c in calib])) if calib else 0.0
-            model_mean = {m: float(np.mean(v)) for m, v in by_model_log.items()}
-            out = np.array([model_mean.get(int(self._model_of[c]), overall) for c in cand])
-        for i, c in enumerate(cand):
-            if int(c) in obs_log:
-                out[i] = obs_log[int(c)]
-        return out
+        unhealthy = {c for c in self._epoch_seconds if c in self.finished and self.epochs_done(c) < self.max_epochs}
+        return self._cost.log_seconds(np.asarray(cand, dtype=int), self._epoch_seconds, unhealthy)
 
     def scores(self, cand: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Acquisition value per candidate (log EI, minus log cost when cost-aware) under the
-        surrogate as last fitted (`fit`)."""
+        """Acquisition value per candidate under the surrogate as last fitted (`fit`): log EI at
+        the candidate's next epoch over the best accuracy seen at that epoch, minus the log cost
+        of the step when cost-aware."""
         cand = np.asarray(cand, dtype=int)
-        mean, var, epochs = self.predict(cand)
+        x, epochs = self.next_rows(cand)
         overall = float(np.max(self._best_at))
         if not math.isfinite(overall):
-            overall = float(mean.max())  # nothing observed yet (zero-shot): improve on the best prediction
+            # nothing observed yet (zero-shot): improve on the best prediction
+            overall = float(self.surrogate.posterior(x).mean.max())
         best = self._best_at[np.minimum(epochs, self.max_epochs)]
         best = np.where(np.isfinite(best), best, overall)
-        score = log_expected_improvement(mean, var.sqrt(), torch.as_tensor(best, dtype=DTYPE)).numpy()
+        score = LogEI(self.surrogate, torch.as_tensor(best, dtype=DTYPE))(x).numpy()
         finite = score[np.isfinite(score)]
-        self.last_max_ei = float(np.exp(finite.max())) if len(finite) else 0.0
+        self.last_max_ei = float(np.exp(finite.max())) if len(finite) else 0.0  # for stop rules
         if self.cost_aware:
             score = score - self.cost_exponent * self.log_step_cost(cand)
         return score

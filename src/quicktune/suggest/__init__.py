@@ -28,7 +28,6 @@ training mean).
 
 from quicktune.suggest.candidates import (  # noqa: F401
     DEFAULT_CANDIDATES,
-    _round,
     candidate_hyperparameters,
     candidates_fingerprint,
     make_candidates,
@@ -39,6 +38,7 @@ from quicktune.suggest.errors import (  # noqa: F401
 from quicktune.suggest.loading import (  # noqa: F401
     DEFAULT_SURROGATE_PATH,
     FALLBACK_BATCH_SIZE,
+    feature_settings,
     finetune_settings,
     load_surrogate,
     resolve_models,
@@ -80,6 +80,7 @@ __all__ = [
     "TaskFeatures",
     "candidate_hyperparameters",
     "default_workdir",
+    "feature_settings",
     "finetune_settings",
     "load_surrogate",
     "make_candidates",

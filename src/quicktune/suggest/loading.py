@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from quicktune.metadataset.schema import FeatureSettings, FinetuneSetting
 from quicktune.suggest.errors import SuggestError
+
+if TYPE_CHECKING:
+    from quicktune.surrogate.gp import Surrogate
 
 DEFAULT_SURROGATE_PATH = Path(__file__).resolve().parents[1] / "assets" / "surrogate_v1.pt"
 # Surrogates shipped in the package, by the name `load_surrogate` accepts.
@@ -23,46 +27,35 @@ FALLBACK_BATCH_SIZE = 32
 # ------------------------------------------------------------------------------------------------
 # Surrogate and training settings
 # ------------------------------------------------------------------------------------------------
-def load_surrogate(path: str | os.PathLike[str] | None = None):
-    """The surrogate checkpoint at `path`, or a shipped one by name ("v1": the embedded CPU
-    meta-dataset's, the default; "quicktune": the Quick-Tune timm zoo's)."""
-    from quicktune.surrogate.gp import Surrogate
+def load_surrogate(path: str | os.PathLike[str] | None = None) -> Surrogate:
+    """The surrogate checkpoint at `path`, or a shipped one by name (default: the one shipped in
+    the package); SuggestError with one line when it is missing or foreign."""
+    from quicktune.surrogate.shipped import load_surrogate as load
 
-    shipped = isinstance(path, str) and path in SHIPPED_SURROGATES and not Path(path).exists()
-    if shipped:
-        p = SHIPPED_SURROGATES[str(path)]
-    else:
-        p = Path(path).expanduser() if path is not None else DEFAULT_SURROGATE_PATH
-    if not p.is_file():
-        if path is None or shipped:
-            raise SuggestError(
-                f"the default surrogate {p} is missing from this installation; reinstall quicktune or pass "
-                f"--surrogate FILE (a checkpoint written by `quicktune metatrain`)"
-            )
-        raise SuggestError(f"{p}: no such surrogate checkpoint (--surrogate expects a file written by `quicktune metatrain` "
-                           f"or a shipped name: {', '.join(SHIPPED_SURROGATES)})")
+    if path is None and not DEFAULT_SURROGATE_PATH.is_file():
+        raise SuggestError(f"the default surrogate {DEFAULT_SURROGATE_PATH} is missing from this installation; "
+                           f"reinstall quicktune or give a checkpoint written by `quicktune metatrain`")
     try:
-        return Surrogate.load(p)
-    except FileNotFoundError as e:
+        return load(DEFAULT_SURROGATE_PATH if path is None else path)
+    except ValueError as e:
         raise SuggestError(str(e)) from None
-    except (ValueError, KeyError, TypeError, RuntimeError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if not msg.startswith(str(p)):
-            msg = f"{p}: not a compatible surrogate checkpoint ({msg})"
-        raise SuggestError(msg) from None
 
 
-def finetune_settings(surrogate: Any) -> dict[str, Any]:
-    """How the runs the surrogate learned from were trained: {"batch_size", "max_image_size"}.
+def finetune_settings(surrogate: Any) -> FinetuneSetting:
+    """How the runs the surrogate learned from were trained (batch size, largest image size).
 
     Read from `surrogate.info["finetune"]` when meta-training recorded it, else the v1 campaign's
-    setting (batch 32; no resolution cap is assumed, so a GPU user trains at full resolution).
+    batch size (no resolution cap is assumed, so a GPU user trains at full resolution).
     """
-    info = dict(getattr(surrogate, "info", {}) or {}).get("finetune") or {}
-    return {
-        "batch_size": int(info.get("batch_size", FALLBACK_BATCH_SIZE)),
-        "max_image_size": (int(info["max_image_size"]) if info.get("max_image_size") else None),
-    }
+    info = dict(getattr(surrogate, "info", {}) or {})
+    setting = FinetuneSetting.from_dict(info.get("finetune"))
+    return FinetuneSetting(setting.batch_size or FALLBACK_BATCH_SIZE, setting.max_image_size)
+
+
+def feature_settings(surrogate: Any) -> FeatureSettings:
+    """How the domain features the surrogate learned from were computed (`surrogate.info["features"]`,
+    recorded by meta-training; surrogates from before that record the v1 campaign's defaults)."""
+    return FeatureSettings.from_dict(dict(getattr(surrogate, "info", {}) or {}).get("features"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -77,14 +70,14 @@ def resolve_models(models: Sequence[str] | None, weights_dir: str | os.PathLike[
     available = hub.list_models(wd)
     if not available:
         raise SuggestError(
-            f"no model weights found in {wd}; point --weights-dir (or $QUICKTUNE_WEIGHTS) at a folder of hub "
+            f"no model weights found in {wd}; point the weights dir (or $QUICKTUNE_WEIGHTS) at a folder of hub "
             f"checkpoints or published weights (see `quicktune hub list`)"
         )
     if models is None:
         return available
     chosen = list(dict.fromkeys(m.strip() for m in models if m.strip()))
     if not chosen:
-        raise SuggestError("--models is empty; give comma-separated hub model names")
+        raise SuggestError("the model list is empty; give hub model names")
     unknown = [m for m in chosen if m not in available]
     if unknown:
         raise SuggestError(

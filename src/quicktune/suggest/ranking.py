@@ -52,7 +52,7 @@ def zero_shot(
     an `epochs`-epoch run, budget 1; no curve observed) and its predicted cost, best predicted
     accuracy first (ties: candidate order)."""
     if epochs < 1:
-        raise SuggestError(f"`--epochs >= 1` must hold, but got {epochs}")
+        raise SuggestError(f"`epochs >= 1` must hold, but got {epochs}")
     n = len(configs)
     if n == 0:
         return []

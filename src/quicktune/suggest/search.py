@@ -70,7 +70,7 @@ class Search:
         if not budget_seconds > 0:
             raise SuggestError(f"a timed search needs `budget > 0`, but got {budget_seconds}s")
         if max_epochs < 1:
-            raise SuggestError(f"`--epochs >= 1` must hold, but got {max_epochs}")
+            raise SuggestError(f"`max_epochs >= 1` must hold, but got {max_epochs}")
         self.configs = list(configs)
         self.target = target
         self.features = features
@@ -116,7 +116,8 @@ class Search:
             weights_dir=target.weights_dir, pretrained=pretrained, skip_unreadable=target.skip_unreadable,
             keep_finished_models=True, keep_best_weights=True,
         )
-        self.objective = FinetuneObjective(**self._objective_args)
+        # The user's data is loaded once: the objective trains on the target's loaded tensors.
+        self.objective = FinetuneObjective(**self._objective_args, loader=target.data)
         self.optimizer = QuickTune(
             self.space, self.max_epochs, self.seed, surrogate=surrogate, dataset_features=features.dataset,
             pair_features=features.pairs, model_descriptors=features.models, refit_steps=refit_steps,

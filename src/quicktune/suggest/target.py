@@ -10,16 +10,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from quicktune.collect import (
-    training_size,
-)
 from quicktune.data import TaskData, TaskSpec, load_task
+from quicktune.design import training_size
+from quicktune.metadataset.schema import DEFAULT_FEATURE_SETTINGS, FeatureSettings
 from quicktune.suggest.errors import SuggestError
 
-# How the v1 campaign computed the domain features the surrogate was meta-trained with
-# (metadataset/campaign/campaign_v1.py): the same sample size and seed give the same numbers.
-FEATURE_SAMPLES = 500
-FEATURE_SEED = 0
+# The v1 campaign's feature settings (kept as names; the rule is `FeatureSettings`).
+FEATURE_SAMPLES = DEFAULT_FEATURE_SETTINGS.n_samples
+FEATURE_SEED = DEFAULT_FEATURE_SETTINGS.seed
 # Without a test/ folder, this share of each class of the training images is held out as the test
 # split (seeded by the task's seed): the search never sees it (TaskSpec.test_fraction; `test=F`).
 DEFAULT_TEST_FRACTION = 0.2
@@ -71,7 +69,7 @@ def open_target(
     The task holds out a test split (its test/ folder, else `test_fraction` of train) unless the
     spec sets `test=` itself (`test=0`: no test split)."""
     if max_image_size is not None and not 4 <= max_image_size <= 4096:
-        raise SuggestError(f"`4 <= --max-image-size <= 4096` must hold, but got {max_image_size}")
+        raise SuggestError(f"`4 <= max_image_size <= 4096` must hold, but got {max_image_size}")
     spec = TaskSpec.parse(str(data))
     spec = replace(spec, path=str(Path(spec.path).expanduser().resolve()),
                    test_fraction=spec.test_fraction if spec.test_fraction is not None else test_fraction)
@@ -99,12 +97,15 @@ def task_features(
     target: Target,
     models: Sequence[str],
     *,
+    settings: FeatureSettings,
     pretrained: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
     on_model: Callable[[str, int, int], None] | None = None,
 ) -> TaskFeatures:
     """Dataset descriptors + domain features of every model (cached) + hub model descriptors.
 
+    `settings` are the surrogate's (`feature_settings(surrogate)`): features computed any other way
+    would not be the ones it learned from, so there is no default.
     on_model(model, i, n) is called before model i (0-based) of n, and once more with i == n.
     """
     from quicktune.features import dataset_descriptors, domain_features
@@ -118,8 +119,8 @@ def task_features(
         if on_model is not None:
             on_model(m, i, len(models))
         size = target.size_for(m)
-        pairs[m] = domain_features(m, target.data(size), weights_dir=target.weights_dir, n_samples=FEATURE_SAMPLES,
-                                   seed=FEATURE_SEED, cache_dir=cache_dir, image_size=size, pretrained=pretrained)
+        pairs[m] = domain_features(m, target.data(size), weights_dir=target.weights_dir, settings=settings,
+                                   cache_dir=cache_dir, image_size=size, pretrained=pretrained)
         descs[m] = model_info(m, target.weights_dir).descriptors()
     if on_model is not None:
         on_model("", len(models), len(models))

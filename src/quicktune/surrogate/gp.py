@@ -30,8 +30,11 @@ from linear_operator import to_linear_operator
 import torch
 from torch import Tensor
 
+from quicktune.atomic import atomic_write
 from quicktune.space import Config, SearchSpace
-from quicktune.surrogate.nets import DTYPE, CostNet, FeatureExtractor, FeatureScaler, InputLayout, NetConfig, pad_prefixes
+from quicktune.surrogate.encoding import InputEncoder
+from quicktune.surrogate.posterior import Posterior
+from quicktune.surrogate.nets import DTYPE, CostNet, FeatureExtractor, FeatureScaler, InputLayout, NetConfig
 
 CHECKPOINT_FORMAT = "quicktune-surrogate"
 _EDGE = 0.005  # logit of the last value is taken of it clamped to [_EDGE, 1 - _EDGE]
@@ -166,7 +169,7 @@ class Surrogate:
     ) -> None:
         if max_epochs < 1:
             raise ValueError(f"`max_epochs >= 1` must hold, but got max_epochs={max_epochs}")
-        self.space_state = {"models": list(space_state["models"]), "extra_spec": dict(space_state["extra_spec"])}
+        self.space_state: dict[str, Any] = {"models": list(space_state["models"]), "extra_spec": dict(space_state["extra_spec"])}
         self.models: list[str] = list(self.space_state["models"])
         self.max_epochs = int(max_epochs)
         self.scaler = scaler
@@ -176,7 +179,7 @@ class Surrogate:
         self.kernel = kernel
         self.mean = mean
         self.info: dict[str, Any] = dict(info or {})
-        hp_dim = SearchSpace.from_state_dict(self.space_state, [Config("_", 1e-3)]).dim
+        hp_dim = len(SearchSpace.encoded_names(self.space_state["extra_spec"]))
         self.layout = InputLayout(hp_dim, desc_scaler.dim, 2 * scaler.dim, self.max_epochs - 1)
         extractor = FeatureExtractor(self.layout, len(self.models), self.net_config, self.max_epochs)
         self.gp = DeepKernelGP(extractor, kernel=kernel, mean=mean)
@@ -221,6 +224,12 @@ class Surrogate:
             )
 
     # -- inputs -------------------------------------------------------------------------------
+    @property
+    def encoder(self) -> InputEncoder:
+        """How configs, features, epochs and curve prefixes become input rows (encoding.py)."""
+        return InputEncoder(self.space_state, self.model_descriptors, self.desc_scaler, self.scaler, self.layout,
+                            self.max_epochs)
+
     def static_inputs(
         self,
         configs: Sequence[Config],
@@ -228,44 +237,20 @@ class Surrogate:
         pair_features: Mapping[str, Mapping[str, float]] | None = None,
         model_descriptors: Mapping[str, Mapping[str, float]] | None = None,
     ) -> Tensor:
-        """The config- and dataset-dependent part of the inputs: a (n x layout.static_dim) tensor.
-
-        dataset_features: {name: value} of the target dataset; pair_features: {model: {name:
-        value}} (model, dataset) features; model_descriptors: extra/override model descriptors
-        (for models meta-training never saw). A missing feature is 0 with presence 0 (a case
-        meta-training covers by hiding feature groups).
-        """
-        n = len(configs)
-        space = SearchSpace.from_state_dict(self.space_state, configs) if n else None
-        hp = space.encode() if space is not None else torch.zeros(0, self.layout.hp_dim, dtype=DTYPE)
-        midx = space.model_index().to(DTYPE) if space is not None else torch.zeros(0, dtype=DTYPE)
-        descs = {**self.model_descriptors, **{m: dict(v) for m, v in (model_descriptors or {}).items()}}
-        desc = self.desc_scaler.transform([descs.get(c.model, {}) for c in configs])
-        ds = dict(dataset_features or {})
-        pf = pair_features or {}
-        feature_rows = [{**ds, **pf.get(c.model, {})} for c in configs]
-        meta = np.concatenate([self.scaler.transform(feature_rows), self.scaler.presence(feature_rows)], axis=1)
-        return torch.cat(
-            [hp.to(DTYPE), midx.reshape(-1, 1), torch.as_tensor(desc, dtype=DTYPE), torch.as_tensor(meta, dtype=DTYPE)],
-            dim=1,
-        )
+        """`InputEncoder.static_inputs`: a (n x layout.static_dim) tensor."""
+        return self.encoder.static_inputs(configs, dataset_features, pair_features, model_descriptors)
 
     def rows(
-        self, static: Tensor, epochs: Sequence[int] | Tensor, prefixes: Sequence[Sequence[float]], horizon: int | None = None
+        self, static: Tensor, epochs: Sequence[int] | np.ndarray | Tensor, prefixes: Sequence[Sequence[float]], horizon: int | None = None
     ) -> Tensor:
-        """Packed rows for "static[i] evaluated at epoch epochs[i] after prefixes[i]": (n x width).
-
-        horizon: the target's epoch horizon (budget = epoch / horizon); default: meta-training's.
-        """
-        horizon = int(horizon or self.max_epochs)
-        t = torch.as_tensor(np.asarray(epochs, dtype=float), dtype=DTYPE)
-        values, mask = pad_prefixes(prefixes, self.layout.curve_len)
-        return self.layout.pack(static, (t / horizon).clamp(max=1.0), values, mask)
+        """`InputEncoder.rows`: packed rows (n x width)."""
+        return self.encoder.rows(static, epochs, prefixes, horizon)
 
     # -- predictions --------------------------------------------------------------------------
-    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean and variance (n,) of the accuracy at rows x, given the data set by `condition`."""
-        return self.gp.posterior(x)
+    def posterior(self, x: Tensor) -> Posterior:
+        """The posterior of the accuracy at rows x (n x width), given the data set by `condition`:
+        mean and variance (n,) each."""
+        return Posterior(*self.gp.posterior(x))
 
     def condition(self, x: Tensor | None, y: Tensor | None) -> None:
         self.gp.condition(x, y)
@@ -328,10 +313,8 @@ class Surrogate:
     def save(self, path: str | Path) -> Path:
         """Write the checkpoint atomically (temp file + rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        tmp.replace(path)
+        with atomic_write(path) as f:
+            torch.save(self.state_dict(), f)
         return path
 
     @classmethod
