@@ -244,6 +244,9 @@ def suggest_cmd(
         fail(f"--save-model {save_model}: exists and is not a directory")
     from quicktune.cli import suggest_zoo
 
+    from quicktune.demo import resolve_data
+
+    data = resolve_data(data)  # `demo`: the bundled digits task, written to the cache on first use
     chosen_zoo = suggest_zoo.choose_zoo(zoo, weights_dir, surrogate)
     if chosen_zoo == "quicktune" and budget_s == 0:
         suggest_zoo.zero_shot_zoo(data=data, surrogate=surrogate, models=models, candidates=candidates, seed=seed,
@@ -279,9 +282,7 @@ def suggest_cmd(
             cap = max_image_size if max_image_size is not None else settings.max_image_size
             horizon = int(epochs or sur.max_epochs)
             with err.status("checking the data folder ..."):
-                from quicktune.demo import resolve_data
-
-                target = qs.open_target(resolve_data(data), model_names, weights_dir, cap, skip_unreadable)
+                target = qs.open_target(data, model_names, weights_dir, cap, skip_unreadable)
             feats = _features(err, target, model_names, qs.feature_settings(sur))
     except (qs.SuggestError, DataError, HubError) as e:
         fail(str(e))
