@@ -109,7 +109,7 @@ THREADS = 1
 META_TRAIN = {"steps": 4000, "seed": 0, "batch_size": 64, "lr": 3e-3, "val_fraction": 0.2}
 CACHE_ROOT = Path.home() / ".cache" / "quicktune" / "bench-suggest-vs-baselines"
 PREFIX = "suggest_vs_baselines"
-JOB_VERSION = 2  # 2: a test split (test/ folder), validation split off train, test accuracy of the selection
+JOB_VERSION = 3  # 2: a test split, the selection's test accuracy; 3: the selection's weights copied when chosen
 
 
 # ------------------------------------------------------------------------------------------------
@@ -227,6 +227,7 @@ def run_job(identity: dict, jobdir: Path) -> dict:
     work.mkdir(parents=True)
     configs = qs.make_candidates(MODELS, N_CONFIGS, seed)
     events: list[dict[str, Any]] = []  # one per trained epoch
+    selection = Selection(work, budget)
     info: dict[str, Any] = {"load_start": _load()}
 
     t0, c0 = time.perf_counter(), time.process_time()  # the budget's clock starts here, for every method
@@ -241,6 +242,7 @@ def run_job(identity: dict, jobdir: Path) -> dict:
                 st = s.steps[-1]
                 events.append({"wall_s": st.elapsed, "cpu_s": time.process_time() - c0, "config_id": st.config_id,
                                "epoch": st.epoch, "acc": st.accuracy, "step_s": st.seconds, "overhead_s": st.overhead})
+                selection.offer(s.objective, events[-1])
 
         # The full budget, like the baselines (the default stop rule would end some searches early).
         search = qs.Search(sur, configs, target, feats, budget_seconds=budget, max_epochs=EPOCHS, workdir=work / "search",
@@ -273,6 +275,7 @@ def run_job(identity: dict, jobdir: Path) -> dict:
                 events.append({"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
                                "config_id": trial.config_id, "epoch": len(obs.curve), "acc": acc,
                                "step_s": obs.seconds, "overhead_s": 0.0})
+                selection.offer(objective, events[-1])
                 if obs.finished or len(obs.curve) < e or time.perf_counter() - t0 >= budget:
                     break
             if obs is not None:
@@ -284,7 +287,7 @@ def run_job(identity: dict, jobdir: Path) -> dict:
     info["cpu_s"] = time.process_time() - c0
     info["load_end"] = _load()
     t1 = time.perf_counter()
-    info["test"] = test_of_selection(objective, events, budget)
+    info["test"] = test_of_selection(objective, events, budget, selection)
     info["test_eval_s"] = time.perf_counter() - t1
 
     result = {"identity": identity, "info": info, "events": events,
@@ -294,7 +297,28 @@ def run_job(identity: dict, jobdir: Path) -> dict:
     return result
 
 
-def test_of_selection(objective, events: list[dict], budget: float) -> dict | None:
+class Selection:
+    """Keeps a copy of the incumbent epoch's weights each time the incumbent improves within the
+    budget (the run's `best.pt` holds exactly that epoch then: its own best improved too), so a
+    later epoch of the same run trained past the budget can not replace them. A file copy, inside
+    the clock (milliseconds)."""
+
+    def __init__(self, work: Path, budget: float) -> None:
+        self.path, self.budget, self.best, self.key = work / "selection.pt", budget, -math.inf, None
+
+    def offer(self, objective, ev: dict) -> None:
+        import shutil
+
+        acc = ev["acc"]
+        if ev["wall_s"] > self.budget or acc is None or not math.isfinite(acc) or acc <= self.best:
+            return
+        ft = objective.finetuner(ev["config_id"])
+        if ft.best_path is not None and ft.best_path.is_file() and ft.best_epoch == ev["epoch"]:
+            shutil.copyfile(ft.best_path, self.path)
+            self.best, self.key = acc, (ev["config_id"], int(ev["epoch"]))
+
+
+def test_of_selection(objective, events: list[dict], budget: float, selection: Selection | None = None) -> dict | None:
     """The selected (config, epoch) - first epoch with the best validation accuracy within the
     budget - evaluated on the test split with that epoch's weights; None if there is none."""
     from quicktune.estimate import AccuracyEstimate
@@ -307,15 +331,21 @@ def test_of_selection(objective, events: list[dict], budget: float) -> dict | No
     if ft.data.test is None:
         return None
     epoch = int(best["epoch"])
-    if epoch == ft.best_epoch:
-        which = "best"
-    elif epoch == ft.epochs_done:
-        which = "last"
+    if selection is not None and selection.key == (best["config_id"], epoch):
+        import copy
+
+        import torch
+
+        state = torch.load(selection.path, map_location="cpu", weights_only=True)
+        assert state["epoch"] == epoch and state["run_key"] == ft.run_key
+        model = copy.deepcopy(ft.model)
+        model.load_state_dict(state["model"])
+    elif epoch == ft.best_epoch or epoch == ft.epochs_done:
+        model, got = ft.trained_model("best" if epoch == ft.best_epoch else "last")
+        assert got == epoch
     else:  # a later epoch of that run, past the budget, beat it: its weights were replaced
         return {"config_id": best["config_id"], "epoch": epoch, "val_acc": best["acc"], "accuracy": None,
                 "note": "the selected epoch's weights were replaced by a later epoch trained past the budget"}
-    model, got = ft.trained_model(which)
-    assert got == epoch
     correct, n, _ = ft.score(ft.data.test, model)
     return {"config_id": best["config_id"], "epoch": epoch, "val_acc": best["acc"], **AccuracyEstimate(correct, n).to_dict()}
 
@@ -437,7 +467,6 @@ def summarize(results: list[dict], budget: float, n_classes: int) -> dict[str, A
 
 
 def write_outputs(results: list[dict], budget: float, out: Path, extra: dict[str, Any]) -> dict[str, Path]:
-    import numpy as np
     import pandas as pd
 
     from quicktune.data import load_task
@@ -596,6 +625,8 @@ def cmd_report(args: argparse.Namespace, surrogate: str | Path | None = None) ->
         if p.is_file():
             r = json.loads(p.read_text())
             ident = r["identity"]
+            if ident.get("version") != JOB_VERSION:  # a job of an older version of this script
+                continue
             if ident["target"] != target_spec(args.data) or not (args.seed0 <= ident["seed"] < args.seed0 + args.seeds):
                 continue
             if surrogate is not None and ident["method"] == "quicktune" and ident["surrogate"] != str(surrogate):

@@ -229,7 +229,7 @@ def main() -> int:
     summary = {"setup": {"folds": a.folds, "seed": a.seed, "meta_training_steps_per_fold": a.steps,
                          "note": "surrogate meta-trained per fold on the other folds' datasets only"}}
     for name, g in df.groupby("metadataset"):
-        summary[name] = {"datasets": int(len(g))}
+        summary[name] = {"datasets": len(g)}
         for m in METRICS:
             mean, lo, hi = ci(g[m].to_numpy(dtype=float))
             summary[name][m] = {"mean": mean, "ci95": [lo, hi]}

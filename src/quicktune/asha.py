@@ -103,7 +103,7 @@ class ASHA(Optimizer):
             return Trial(cid, self.rungs[start])
         return None
 
-    def tell(self, observation: Observation) -> None:
+    def tell(self, observation: Observation) -> None:  # type: ignore[override]  # the base class's wrapper adds (trial, score=, seconds=)
         super().tell(observation)
         cid = observation.trial.config_id
         b, k = self._bracket_of.get(cid), self._rung_of.get(cid)

@@ -110,7 +110,7 @@ class Optimizer(ABC):
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if "ask" in cls.__dict__:
-            cls.ask = _pending_ask(cls.__dict__["ask"])  # type: ignore[method-assign]
+            cls.ask = _pending_ask(cls.__dict__["ask"])  # type: ignore[method-assign,assignment]
         if "tell" in cls.__dict__:
             cls.tell = _pending_tell(cls.__dict__["tell"])  # type: ignore[method-assign]
 

@@ -31,7 +31,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -107,8 +107,12 @@ class Config:
             return self.elr
         return self.elr * (1.0 - self.momentum)
 
+    def extra_items(self) -> tuple[tuple[str, ExtraValue], ...]:
+        """The extras as sorted (name, value) pairs (how `__post_init__` stores them)."""
+        return cast("tuple[tuple[str, ExtraValue], ...]", self.extras)
+
     def extra(self, name: str, default: Any = None) -> Any:
-        for k, v in self.extras:
+        for k, v in self.extra_items():
             if k == name:
                 return v
         return default
@@ -133,7 +137,7 @@ class Config:
     def describe(self) -> str:
         s = f"{self.model} elr={self.elr:.3g} lr={self.lr:.3g} m={self.momentum:g} wd={self.weight_decay:.3g}"
         if self.extras:
-            s += " " + " ".join(f"{k}={v}" for k, v in self.extras)
+            s += " " + " ".join(f"{k}={v}" for k, v in self.extra_items())
         return s
 
 
@@ -180,7 +184,7 @@ class SearchSpace:
     def _infer_extra_spec(configs: Iterable[Config]) -> dict[str, dict[str, Any]]:
         values: dict[str, list[Any]] = {}
         for c in configs:
-            for k, v in c.extras:
+            for k, v in c.extra_items():
                 values.setdefault(k, []).append(v)
         spec: dict[str, dict[str, Any]] = {}
         for k in sorted(values):

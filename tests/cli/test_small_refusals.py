@@ -4,7 +4,6 @@ file gets one line without torch's weights_only advice; quicktune's warnings pri
 from __future__ import annotations
 
 import os
-import warnings
 
 import pytest
 import torch
@@ -13,7 +12,7 @@ from typer.testing import CliRunner
 from quicktune.cli import app
 from quicktune.metadataset import MetaDatasetStore
 from quicktune.surrogate.gp import Surrogate
-from tests.helpers import make_image_folder, synthetic_runs
+from tests.helpers import synthetic_runs
 
 runner = CliRunner()
 

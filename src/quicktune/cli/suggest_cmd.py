@@ -113,16 +113,18 @@ def _runs_table(report: dict, top: int):
 
     runs = [r for r in report["runs"] if best_of(r) == best_of(r)]
     runs.sort(key=lambda r: -best_of(r))
-    table = Table(title=f"best runs ({len(report['runs'])} trained)", show_edge=False, title_justify="left",
-                  caption="val acc: selected on (biased upwards); test acc: the chosen model on the held-out test "
-                  "split (unbiased)", caption_justify="left")
-    table.add_column("model", no_wrap=True, min_width=12)
-    for name in ("ELR", "lr", "mom.", "wd", "best val acc", "epochs", "seconds", "test acc [95% CI]"):
+    from rich import box
+
+    table = Table(title=f"best runs ({len(report['runs'])} trained)", box=box.SIMPLE_HEAD, show_edge=False,
+                  padding=(0, 1), collapse_padding=True, pad_edge=False, title_justify="left", caption="val acc: selected on (biased upwards); test acc: the chosen model "
+                  "on the held-out test split (unbiased), 95% CI", caption_justify="left")
+    table.add_column("model", overflow="fold", min_width=10)
+    for name in ("ELR", "lr", "mom.", "wd", "val acc", "epochs", "s", "test acc (CI)"):
         table.add_column(name, justify="right", no_wrap=True)
     test, chosen = report.get("test"), report.get("chosen") or {}
     for r in runs[:top]:
         is_chosen = r["config_id"] == chosen.get("config_id")
-        cell = f"{test['accuracy']:.4f} [{test['ci95'][0]:.3f}, {test['ci95'][1]:.3f}]" if is_chosen and test else "-"
+        cell = f"{test['accuracy']:.3f} ({test['ci95'][0]:.3f}-{test['ci95'][1]:.3f})" if is_chosen and test else "-"
         table.add_row(r["model"], f"{r['elr']:.3g}", f"{r['lr']:.3g}", f"{r['momentum']:g}", f"{r['weight_decay']:.2g}",
                       f"{best_of(r):.4f}", f"{r['epochs']}/{report['max_epochs']}", f"{r['seconds']:.1f}", cell)
     return table
@@ -142,8 +144,9 @@ def _test_line(report: dict) -> str:
 
 def suggest_cmd(
     data: Annotated[str, typer.Option(
-        "--data", help="Your ImageFolder: train/<class>/* [+ val/ or test/], or <class>/* (split 80/20 here); "
-        "task options as in collect: PATH[:classes=5,shots=50,size=32]. `demo`: a bundled 10-class digits task.")],
+        "--data", help="Your ImageFolder: train/<class>/* [+ val/] [+ test/], or <class>/*; task options as in "
+        "collect: PATH[:classes=5,shots=50,size=32]. `demo`: a bundled 10-class digits task. A test split the search "
+        "never sees: test/, else 20% of each class of train (test=0.3 changes it, test=0 turns it off).")],
     budget: Annotated[str, typer.Option(
         "--budget", help="0: zero-shot ranking in seconds, no training. A duration (90s, 30m, 4h, 1h30m): a timed "
         "search that really fine-tunes, resumable.")] = "0",
@@ -252,6 +255,9 @@ def suggest_cmd(
         fail(f"--save-model {save_model}: exists and is not a directory")
     from quicktune.cli import suggest_zoo
 
+    from quicktune.demo import resolve_data
+
+    data = resolve_data(data)  # `demo`: the bundled digits task, written to the cache on first use
     chosen_zoo = suggest_zoo.choose_zoo(zoo, weights_dir, surrogate)
     if chosen_zoo == "quicktune" and budget_s == 0:
         suggest_zoo.zero_shot_zoo(data=data, surrogate=surrogate, models=models, candidates=candidates, seed=seed,
@@ -287,9 +293,7 @@ def suggest_cmd(
             cap = max_image_size if max_image_size is not None else settings.max_image_size
             horizon = int(epochs or sur.max_epochs)
             with err.status("checking the data folder ..."):
-                from quicktune.demo import resolve_data
-
-                target = qs.open_target(resolve_data(data), model_names, weights_dir, cap, skip_unreadable)
+                target = qs.open_target(data, model_names, weights_dir, cap, skip_unreadable)
             feats = _features(err, target, model_names, qs.feature_settings(sur))
     except (qs.SuggestError, DataError, HubError) as e:
         fail(str(e))

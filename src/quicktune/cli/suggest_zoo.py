@@ -12,7 +12,7 @@ from quicktune.cli._common import fail
 ZOOS = ("quicktune", "local")
 
 
-def choose_zoo(zoo: str | None, weights_dir: Path | None, surrogate: Path | None) -> str:
+def choose_zoo(zoo: str | None, weights_dir: Path | None, surrogate: str | Path | None) -> str:
     """The zoo to use: the one named, else "local" when the user points at local weights or a
     surrogate of their own (what they asked for by giving them), else "quicktune"."""
     import os
@@ -27,7 +27,7 @@ def choose_zoo(zoo: str | None, weights_dir: Path | None, surrogate: Path | None
     return "quicktune"
 
 
-def load_zoo_surrogate(surrogate: Path | None) -> Any:
+def load_zoo_surrogate(surrogate: str | Path | None) -> Any:
     from quicktune import suggest as qs
     from quicktune.zoo import Zoo
 
@@ -41,7 +41,7 @@ def load_zoo_surrogate(surrogate: Path | None) -> Any:
     return sur
 
 
-def search_setup(*, surrogate: Path | None, models: str | None, weights_dir: Path | None, candidates: int, seed: int,
+def search_setup(*, surrogate: str | Path | None, models: str | None, weights_dir: Path | None, candidates: int, seed: int,
                  epochs: int | None) -> tuple[Any, list[str], list[Any], int]:
     """(surrogate, models, candidate configs, epoch horizon) of a timed search over the zoo. With
     --weights-dir (offline) only the zoo models with a local timm weights file there take part;
@@ -68,7 +68,7 @@ def search_setup(*, surrogate: Path | None, models: str | None, weights_dir: Pat
     return sur, names, zoo.candidates(names, candidates, seed), horizon
 
 
-def zero_shot_zoo(*, data: str, surrogate: Path | None, models: str | None, candidates: int, seed: int,
+def zero_shot_zoo(*, data: str, surrogate: str | Path | None, models: str | None, candidates: int, seed: int,
                   epochs: int | None, top: int, as_json: bool, clock: float) -> None:
     import time
 

@@ -45,7 +45,7 @@ def describe_folder(spec: TaskSpec | str) -> dict[str, float]:
     n_train = {c: len(train[c]) for c in classes}
     n_val = {c: len(val[c]) for c in classes} if val is not None else None
     if n_val is None:  # an unsplit folder: load_task holds out val_fraction of each class
-        n_val = {c: max(1, int(round(spec.val_fraction * n))) for c, n in n_train.items()}
+        n_val = {c: max(1, round(spec.val_fraction * n)) for c, n in n_train.items()}
         n_train = {c: n - n_val[c] for c, n in n_train.items()}
     if spec.shots is not None:
         n_train = {c: min(n, spec.shots) for c, n in n_train.items()}
@@ -72,7 +72,7 @@ def _channels(files: dict[str, list[Path]]) -> int:
         try:
             with Image.open(p) as im:
                 gray.append(im.mode in _GRAY_MODES)
-        except Exception:
+        except (OSError, ValueError):  # unreadable: the decoder reports it with its rules
             continue
     return 1 if gray and float(np.mean(gray)) > 0.5 else 3
 

@@ -55,6 +55,8 @@ def _compute_domain_features(
     model = hub.create_model(model_name, num_classes=None, weights_dir=weights_dir, pretrained=pretrained)
     size = int(image_size or info.input_size)
     feats, probs, labels = extract(model, data, info.mean, info.std, size, n_samples, seed)
+    prototypes: Any
+    proto_weights: Any
     if source_data is not None:
         # Real source images: their class-mean features, weighted by source class frequency.
         src_feats, _, src_labels = extract(model, source_data, info.mean, info.std, size, n_samples, seed)

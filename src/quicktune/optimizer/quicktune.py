@@ -176,7 +176,7 @@ class QuickTune(Optimizer):
         finally:
             self.step_seconds.append(time.perf_counter() - start)
 
-    def tell(self, observation: Observation) -> None:
+    def tell(self, observation: Observation) -> None:  # type: ignore[override]  # the base class's wrapper adds (trial, score=, seconds=)
         cid = observation.trial.config_id
         before = self.epochs_done(cid)
         super().tell(observation)
@@ -222,7 +222,8 @@ class QuickTune(Optimizer):
 
     def training_data(self) -> tuple[Tensor | None, Tensor | None]:
         """The observations as GP training data: (x: (n x width), y: (n,)), NaN accuracy -> 0."""
-        latest, rest = [], []
+        latest: list[tuple[int, int]] = []
+        rest: list[tuple[int, int]] = []
         for cid, curve in self.curves.items():
             k = len(curve)
             if k == 0:
@@ -252,6 +253,7 @@ class QuickTune(Optimizer):
                 self.surrogate.load_weights(self._start)
             self.surrogate.condition(None, None)
         else:
+            assert y is not None  # training_data gives both or neither
             steps = self.refit_steps if len(y) >= self.min_refit_points else 0
             refit(self.surrogate, x, y, steps=steps, lr=self.refit_lr, start=self._start, scope=self.refit_scope)
         xp = self.pending_rows()

@@ -37,7 +37,7 @@ class ZooRanking:
 
         c = p.config
         hps = {"elr": c.elr, "lr": c.lr, "momentum": c.momentum, "weight_decay": c.weight_decay,
-               "optimizer": c.optimizer, **{k: v for k, v in c.extras if k != "optimizer"}}
+               "optimizer": c.optimizer, **{k: v for k, v in c.extra_items() if k != "optimizer"}}
         flags, only = train_py_flags(c, self.epochs)
         row: dict[str, Any] = {
             "rank": rank, "model": c.model, "recorded_name": self.zoo.recorded_name(c.model),

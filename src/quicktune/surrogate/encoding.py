@@ -58,7 +58,7 @@ class InputEncoder:
         )
 
     def rows(
-        self, static: Tensor, epochs: Sequence[int] | Tensor, prefixes: Sequence[Sequence[float]], horizon: int | None = None
+        self, static: Tensor, epochs: Sequence[int] | np.ndarray | Tensor, prefixes: Sequence[Sequence[float]], horizon: int | None = None
     ) -> Tensor:
         """Packed rows for "static[i] evaluated at epoch epochs[i] after prefixes[i]": (n x width).
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import gpytorch
+import numpy as np
 from gpytorch.utils.cholesky import psd_safe_cholesky
 from linear_operator import to_linear_operator
 import torch
@@ -168,7 +169,7 @@ class Surrogate:
     ) -> None:
         if max_epochs < 1:
             raise ValueError(f"`max_epochs >= 1` must hold, but got max_epochs={max_epochs}")
-        self.space_state = {"models": list(space_state["models"]), "extra_spec": dict(space_state["extra_spec"])}
+        self.space_state: dict[str, Any] = {"models": list(space_state["models"]), "extra_spec": dict(space_state["extra_spec"])}
         self.models: list[str] = list(self.space_state["models"])
         self.max_epochs = int(max_epochs)
         self.scaler = scaler
@@ -240,7 +241,7 @@ class Surrogate:
         return self.encoder.static_inputs(configs, dataset_features, pair_features, model_descriptors)
 
     def rows(
-        self, static: Tensor, epochs: Sequence[int] | Tensor, prefixes: Sequence[Sequence[float]], horizon: int | None = None
+        self, static: Tensor, epochs: Sequence[int] | np.ndarray | Tensor, prefixes: Sequence[Sequence[float]], horizon: int | None = None
     ) -> Tensor:
         """`InputEncoder.rows`: packed rows (n x width)."""
         return self.encoder.rows(static, epochs, prefixes, horizon)

@@ -4,4 +4,4 @@ Quick-Tune timm zoo ships with a meta-trained surrogate; see `quicktune.zoo.quic
 from quicktune.zoo.quicktune import ZOO_NAME, Zoo
 from quicktune.zoo.recorded_space import RecordedSpace
 
-__all__ = ["RecordedSpace", "ZOO_NAME", "Zoo"]
+__all__ = ["ZOO_NAME", "RecordedSpace", "Zoo"]

@@ -14,7 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from quicktune.zoo.quicktune import ZOO_NAME, Zoo, model_facts, timm_name, unsupported_off_values
+from quicktune.zoo.quicktune import (
+    ZOO_NAME,
+    Zoo,
+    model_facts,
+    timm_name,
+    unsupported_off_values,
+)
 from quicktune.zoo.recorded_space import RecordedSpace
 
 
