@@ -4,6 +4,7 @@ file gets one line without torch's weights_only advice; quicktune's warnings pri
 from __future__ import annotations
 
 import os
+import warnings
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 from quicktune.cli import app
 from quicktune.metadataset import MetaDatasetStore
 from quicktune.surrogate.gp import Surrogate
-from tests.helpers import synthetic_runs
+from tests.helpers import make_image_folder, synthetic_runs
 
 runner = CliRunner()
 

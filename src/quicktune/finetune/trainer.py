@@ -49,8 +49,10 @@ from quicktune.testhook import kill_point
 def _numpy_rng_state() -> list[Any]:
     """numpy's global RNG state as tensors and plain values (its key array becomes a tensor), so
     checkpoints load with weights_only=True."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    return [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)]
+    state: Any = np.random.get_state(legacy=True)  # ("MT19937", keys, pos, has_gauss, gauss)
+    name, keys, pos, has_gauss, gauss = state
+    return [name, torch.from_numpy(np.asarray(keys).astype(np.int64)), int(pos), int(has_gauss), float(gauss)]
+
 
 log = logging.getLogger(__name__)
 EVAL_BATCH_SIZE = 256
