@@ -159,6 +159,10 @@ def aggregate(args: argparse.Namespace, table) -> dict:
             "jobs": len(mj), "seeds_per_dataset": sorted({len([j for j in mj if j["dataset"] == d]) for d in datasets}),
             "overhead_per_step_ms": {"median": 1e3 * float(np.median(over)), "mean": 1e3 * float(np.mean(over)),
                                      "p90": 1e3 * float(np.percentile(over, 90)), "steps": int(len(over))},
+            # CPU seconds of the whole job (optimizer + replay, the replay being array lookups) per
+            # step: unlike the wall-clock overhead above it does not depend on how loaded the machine is.
+            "cpu_per_step_ms": {"median": 1e3 * float(np.median([j["cpu_s"] / max(j["n_trials"], 1) for j in mj])),
+                                "mean": 1e3 * float(sum(j["cpu_s"] for j in mj) / max(sum(j["n_trials"] for j in mj), 1))},
             "job_cpu_s_median": float(np.median([j["cpu_s"] for j in mj])),
             "prepare_cpu_s_total": float(sum(j.get("prepare_cpu_s", 0.0) for j in mj)),
             "mean_regret": {}, "quicktune_beats": {},
@@ -275,7 +279,26 @@ def main(argv: list[str] | None = None) -> int:
         cells = "  ".join(f"{k}: {v['mean']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]" for k, v in e["mean_regret"].items())
         beats = " ".join(f"{k}:{v['share']:.2f}" for k, v in e["quicktune_beats"].items())
         print(f"{m:>14} {cells}  overhead {e['overhead_per_step_ms']['median']:.1f} ms/step  qt beats {beats}")
+    print()
+    print(markdown(doc))
     return 0
+
+
+def markdown(doc: dict) -> str:
+    """The README table: mean regret [95% CI over datasets] at the report times, quicktune's wins."""
+    labels = list(doc["report_times_s"])
+    head = "| method | " + " | ".join(f"regret {k}" for k in labels) + \
+        " | quicktune lower / higher (16h) | CPU ms/step |"
+    lines = [head, "|" + "---|" * (len(labels) + 3)]
+    n = doc["n_datasets"]
+    for m, e in doc["methods"].items():
+        cells = [f"{e['mean_regret'][k]['mean']:.3f} [{e['mean_regret'][k]['ci95'][0]:.2f}, "
+                 f"{e['mean_regret'][k]['ci95'][1]:.2f}]" for k in labels]
+        b = e["quicktune_beats"].get(labels[-1])
+        beats = f"{round(b['share'] * n)} / {round(b['share_worse'] * n)} of {n}" if b else "-"
+        name = f"**{m}**" if m == "quicktune" else m
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {beats} | {e['cpu_per_step_ms']['mean']:.1f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

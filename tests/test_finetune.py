@@ -98,11 +98,11 @@ def test_rows_fit_the_store(task: TaskData, tmp_path: Path) -> None:
 def test_checkpoints_are_written_atomically_and_shrunk_when_done(task: TaskData, tmp_path: Path) -> None:
     ft = _ft(task, tmp_path / "run", max_epochs=2, keep_model=False)
     ft.train_until(1)
-    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert state["model"] is not None and {"torch", "numpy", "python"} <= set(state["rng"])
     ft.train_until(2)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.pt"]  # no temp left over
-    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert state["model"] is None and len(state["results"]) == 2
     done = _ft(task, tmp_path / "run", max_epochs=2, keep_model=False)
     assert done.finished and done.curve == ft.curve

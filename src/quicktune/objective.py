@@ -184,13 +184,16 @@ class FinetuneObjective(Objective):
 
     # -- resuming -----------------------------------------------------------------------------
     def history(self) -> list[Observation]:
-        """One observation per candidate already trained in this workdir (seconds=0: nothing new
-        was spent), in candidate order — tell them to a fresh optimizer to resume a search."""
+        """One observation per candidate already trained in this workdir, in candidate order —
+        tell them to a fresh optimizer to resume a search. `seconds` is 0 (nothing new was spent
+        now) and `epoch_seconds` holds every epoch's recorded seconds (so a cost model
+        calibrates on the recorded epochs at once)."""
         out = []
         for i in range(len(self.space)):
             ft = self._finetuner(i)
             if ft.epochs_done:
-                out.append(Observation(Trial(i, ft.epochs_done), tuple(ft.curve), 0.0, (), ft.finished))
+                out.append(Observation(Trial(i, ft.epochs_done), tuple(ft.curve), 0.0,
+                                       tuple(float(r.seconds) for r in ft.results), ft.finished))
         return out
 
     def finetuner(self, config_id: int) -> Finetuner:

@@ -4,6 +4,7 @@ file gets one line without torch's weights_only advice; quicktune's warnings pri
 from __future__ import annotations
 
 import os
+import warnings
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 from quicktune.cli import app
 from quicktune.metadataset import MetaDatasetStore
 from quicktune.surrogate.gp import Surrogate
-from tests.helpers import synthetic_runs
+from tests.helpers import make_image_folder, synthetic_runs
 
 runner = CliRunner()
 
@@ -47,3 +48,22 @@ def test_a_bad_surrogate_file_is_one_line_without_torch_advice(tmp_path, monkeyp
         msg = str(err.value)
         assert str(path) in msg and "\n" not in msg and "weights_only" not in msg, msg
     assert not marker.exists()
+
+
+def test_quicktune_warnings_print_as_one_note_line(tmp_path, capsys):
+    from quicktune.cli._common import warnings_as_notes
+    from quicktune.data import load_task
+
+    root = make_image_folder(tmp_path / "c", classes=2, per_class=4)
+    (root / "class_0" / "broken.png").write_bytes(b"not a png")
+    old = warnings.showwarning
+    try:
+        warnings_as_notes()
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            load_task(root, size=8, cache_dir=None, skip_unreadable=True)
+    finally:
+        warnings.showwarning = old
+    err = capsys.readouterr().err
+    assert err.startswith("note: skipped 1 unreadable image(s):") and "broken.png" in err, err
+    assert "UserWarning" not in err and len(err.strip().splitlines()) == 1, err

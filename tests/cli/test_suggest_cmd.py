@@ -78,7 +78,8 @@ def test_timed_search_reports_saves_the_model_and_resumes(env: Env, tmp_path: Pa
     assert test["n"] > 0 and test["ci95"][0] <= test["accuracy"] <= test["ci95"][1] and "unbiased" in test["label"]
     assert first["stop_when"] == "patience=40"
 
-    r = invoke(env, "--budget", "5s", "--workdir", str(work))  # the same search, a larger budget: continues
+    r = invoke(env, "--budget", "20s", "--workdir", str(work))  # the same search, a larger budget: continues
+    # (20 s: the first session used its start-up and shut-down, and the shut-down is reserved again)
     assert r.exit_code == 0, r.output
     assert "resuming" in r.output and "1 epochs already trained" in r.output
     assert "best config" in r.stdout and "lr = ELR * (1 - momentum)" in r.stdout

@@ -64,8 +64,10 @@ app = typer.Typer(
 @app.callback()
 def _setup() -> None:
     from quicktune.cli._common import warnings_as_notes
+    from quicktune.testhook import delay_point
 
     warnings_as_notes()
+    delay_point("cli_start")  # (tests: a slow start-up, which a wall-clock budget must count)
 
 
 for _module in (suggest_cmd, collect_cmd, metatrain_cmd, benchmark_cmd, metadataset_cmd, hub_cmd):
@@ -73,4 +75,10 @@ for _module in (suggest_cmd, collect_cmd, metatrain_cmd, benchmark_cmd, metadata
 
 
 def main() -> None:
+    """The `quicktune` script and `python -m quicktune.cli`: the process was started for this
+    command, so its clock (a suggest budget) starts at the process start."""
+    from quicktune.cli import _common
+    from quicktune.proctime import process_start
+
+    _common.COMMAND_START = process_start()
     app()

@@ -20,6 +20,10 @@ console = Console(stderr=True)
 
 EXIT_BAD_INPUT = 2
 
+# time.perf_counter() at the start of the command as the user sees it: the process start when
+# run as a program (set by quicktune.cli.main), else (the app invoked in-process) None.
+COMMAND_START: float | None = None
+
 
 # Library errors name arguments; at the command line the same advice names the option.
 _AS_OPTIONS = {"pass skip_unreadable": "pass --skip-unreadable", "point the weights dir": "point --weights-dir"}

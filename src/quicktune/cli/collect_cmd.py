@@ -42,7 +42,7 @@ def collect_cmd(
     weights_dir: Annotated[Optional[Path], typer.Option(
         "--weights-dir", help="Where the hub finds model weights (default: $QUICKTUNE_WEIGHTS).")] = None,
     work_dir: Annotated[Optional[Path], typer.Option(
-        "--work-dir", help="Where run checkpoints live (default: <out>/../.checkpoints).")] = None,
+        "--work-dir", help="Where run checkpoints live (default: <out>/../.checkpoints/<out name>-<hash of its path>, one per store).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Training batch size.")] = 64,
     threads: Annotated[Optional[int], typer.Option(
         "--threads", help="Torch threads per run (default: cores // workers).")] = None,
@@ -89,6 +89,8 @@ def collect_cmd(
         fail(f"`--epochs >= 1` must hold, but got {epochs}")
     if workers < 1:
         fail(f"`--workers >= 1` must hold, but got {workers}")
+    if seed < 0:
+        fail(f"`--seed >= 0` must hold, but got {seed}")
     if executor not in ("local", "ray"):
         fail(f"--executor must be local or ray, but got {executor!r}")
     if max_image_size is not None and not 4 <= max_image_size <= 4096:

@@ -215,13 +215,18 @@ def suggest_cmd(
     from quicktune.data import DataError
     from quicktune.hub import HubError
 
-    clock = time.perf_counter()
+    from quicktune.cli import _common
+    from quicktune.suggest.search import SHUTDOWN_RESERVE
+
+    # The budget is wall-clock from the user's Enter: the process start-up and imports count.
+    clock = _common.COMMAND_START if _common.COMMAND_START is not None else time.perf_counter()
     try:
         budget_s = parse_duration(budget)
     except ValueError as e:
         fail(f"--budget: {e}")
     for name, value, low in (("--top", top, 1), ("--candidates", candidates, 1), ("--epochs", epochs, 1),
-                             ("--batch-size", batch_size, 2), ("--threads", threads, 1), ("--workers", workers, 1)):
+                             ("--batch-size", batch_size, 2), ("--threads", threads, 1), ("--workers", workers, 1),
+                             ("--seed", seed, 0)):
         if value is not None and value < low:
             fail(f"`{name} >= {low}` must hold, but got {value}")
     if executor not in ("local", "ray"):
@@ -230,6 +235,12 @@ def suggest_cmd(
         fail(f"--ray-address is only used with --executor ray, but got --executor {executor}")
     if max_image_size is not None and not 4 <= max_image_size <= 4096:
         fail(f"`4 <= --max-image-size <= 4096` must hold, but got {max_image_size}")
+    try:
+        from quicktune.data import TaskSpec
+
+        TaskSpec.parse(data)  # task options first: a bad one is refused before any slow step
+    except DataError as e:
+        fail(str(e))
     if save not in ("best", "last"):
         fail(f"--save takes best or last, but got {save!r}")
     from quicktune.stopping import StopRule, StopRuleError
@@ -244,6 +255,9 @@ def suggest_cmd(
         fail(f"--save-model {save_model}: exists and is not a directory")
     from quicktune.cli import suggest_zoo
 
+    from quicktune.demo import resolve_data
+
+    data = resolve_data(data)  # `demo`: the bundled digits task, written to the cache on first use
     chosen_zoo = suggest_zoo.choose_zoo(zoo, weights_dir, surrogate)
     if chosen_zoo == "quicktune" and budget_s == 0:
         suggest_zoo.zero_shot_zoo(data=data, surrogate=surrogate, models=models, candidates=candidates, seed=seed,
@@ -279,9 +293,7 @@ def suggest_cmd(
             cap = max_image_size if max_image_size is not None else settings.max_image_size
             horizon = int(epochs or sur.max_epochs)
             with err.status("checking the data folder ..."):
-                from quicktune.demo import resolve_data
-
-                target = qs.open_target(resolve_data(data), model_names, weights_dir, cap, skip_unreadable)
+                target = qs.open_target(data, model_names, weights_dir, cap, skip_unreadable)
             feats = _features(err, target, model_names, qs.feature_settings(sur))
     except (qs.SuggestError, DataError, HubError) as e:
         fail(str(e))
@@ -330,7 +342,7 @@ def suggest_cmd(
     try:
         search = qs.Search(sur, configs, target, feats, budget_seconds=budget_s, max_epochs=horizon, workdir=wd,
                            seed=seed, batch_size=batch_size or settings.batch_size, threads=threads, clock_start=clock,
-                           stop_rule=stop_rule)
+                           reserve_seconds=SHUTDOWN_RESERVE, stop_rule=stop_rule)
         with err.status("reading the work dir ..."):
             resumed = search.resume()
     except (qs.SuggestError, DataError, HubError) as e:
@@ -372,6 +384,7 @@ def suggest_cmd(
         fail(str(e), code=1)
     finally:
         signal.signal(signal.SIGTERM, previous)
+    t_stop = time.perf_counter()
     with err.status("measuring the chosen model on the test split ..."):
         report = search.report(surrogate_path, which=save)
     from quicktune import report as qr
@@ -383,6 +396,11 @@ def suggest_cmd(
                  "epoch": report["chosen"]["epoch"], "val_accuracy": report["chosen"]["val_accuracy"]}
     report["saved_model"] = saved
     json_path, png_path = qr.write(report, wd)
+    # The shut-down counts towards the budget; the next session reserves as much for its own.
+    search.end_session(time.perf_counter() - t_stop)
+    report.update(elapsed_seconds=search.elapsed, shutdown_seconds=search.shutdown_seconds,
+                  reserve_seconds=search.reserve)
+    qr.write_json(report, json_path)  # (the JSON again, with the final clock; the plot stays)
     if as_json:
         print(qr.to_json({**report, "report_json": str(json_path), "report_png": str(png_path)}))
     else:

@@ -12,11 +12,13 @@ Executors:
 - "ray": Ray core tasks (num_cpus = threads per job, retries), when `ray` is importable.
 
 Resumability: each run checkpoints after every epoch under `work_dir/<run_key>/` (kept out of the
-store: checkpoints are large) and appends each epoch's row atomically. A rerun skips complete
+store: checkpoints are large; the default work dir belongs to one store, see `default_work_dir`)
+and appends each epoch's row atomically. What is stored is always read from the store itself. A rerun skips complete
 runs and continues partial ones from their checkpoint; a run whose checkpoint is gone is
 retrained (deterministically, so it reproduces the stored epochs) and only new epochs are
 appended. Epochs that a killed job checkpointed but had not yet appended are appended on the
-rerun. A finished run's checkpoint is deleted once its rows are stored.
+rerun. A finished run's checkpoint is deleted once its rows are stored. Each run trains under an
+exclusive per-run lock, so two collects on one store (at once or not) train every run once.
 """
 
 from quicktune.collect.executors import (  # noqa: F401
@@ -35,7 +37,7 @@ from quicktune.collect.features import FeatureJob, collect_features, missing_fea
 from quicktune.collect.job import (  # noqa: F401
     JobContext,
     JobResult,
-    _stored_marker,
+    run_lock_path,
     run_job,
 )
 from quicktune.collect.plan import (  # noqa: F401

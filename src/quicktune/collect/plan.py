@@ -113,8 +113,18 @@ class Plan:
 
 
 def default_work_dir(store: str | os.PathLike[str]) -> Path:
-    """Checkpoints live beside the store, never inside it: <store>/../.checkpoints."""
-    return Path(store).resolve().parent / ".checkpoints"
+    """The store's own checkpoint folder: `<store>/../.checkpoints/<store name>-<hash>/`, where the
+    hash is of the store's resolved path.
+
+    Beside the store, never inside it (checkpoints are large, the store may be committed or
+    shared), and one folder per store: sibling stores in the same parent folder must not see each
+    other's checkpoints (a run continued from another store's checkpoint would skip epochs).
+    """
+    import hashlib
+
+    root = Path(store).resolve()
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    return root.parent / ".checkpoints" / f"{root.name}-{digest}"
 
 
 def _store_state(store: MetaDatasetStore) -> dict[str, tuple[set[int], bool]]:

@@ -69,6 +69,13 @@ class TaskSpec:
             raise DataError(f"{self.path}: `4 <= size <= 4096` must hold, but got size={self.size}")
         if not 0.0 < self.val_fraction < 1.0:
             raise DataError(f"{self.path}: `0 < val < 1` must hold, but got val={self.val_fraction}")
+        if self.seed < 0:
+            raise DataError(f"{self.path}: `seed >= 0` must hold, but got seed={self.seed}")
+        # The name becomes part of store names and of the default work dir (./.quicktune/<name>):
+        # one path component of ordinary characters, never "." or ".." or a path.
+        if self.name is not None and not re.fullmatch(r"[\w+-][\w.+-]*", self.name):
+            raise DataError(f"{self.path}: `name` must be letters, digits, '_', '-', '+' or '.' (not starting with "
+                            f"'.'), but got name={self.name!r}")
         if self.test_fraction is not None and not 0.0 <= self.test_fraction < 1.0:
             raise DataError(f"{self.path}: `0 <= test < 1` must hold, but got test={self.test_fraction}")
 

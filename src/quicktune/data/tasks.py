@@ -23,9 +23,11 @@ from quicktune.data.spec import DataError, TaskSpec
 
 
 def default_cache_dir() -> Path:
-    """$QUICKTUNE_CACHE/data if set, else ~/.cache/quicktune/data."""
-    root = os.environ.get("QUICKTUNE_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "quicktune") / "data"
+    """`data/` in the quicktune cache root ($QUICKTUNE_CACHE, else $XDG_CACHE_HOME/quicktune, else
+    ~/.cache/quicktune; see quicktune.cachedir)."""
+    from quicktune.cachedir import cache_dir
+
+    return cache_dir("data")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -78,6 +80,34 @@ class TaskData:
         }
 
 
+def _read_cache(path: Path, classes: list[str], size: int) -> dict[str, Any] | None:
+    """The decoded split cached at `path`, or None when it must be rebuilt: unreadable, not plain
+    tensors (a planted pickle is refused by weights_only=True, never run), or not what this split
+    decodes to (other classes, other image size, inconsistent lengths)."""
+    import torch
+
+    from quicktune.safeload import SafeLoadError, load_tensors
+
+    try:
+        c = load_tensors(path)
+    except SafeLoadError:
+        return None
+    try:
+        images, labels = c["images"], c["labels"]
+        n = int(labels.shape[0])
+        ok = (isinstance(images, torch.Tensor) and images.dtype == torch.uint8
+              and tuple(images.shape) == (n, 3, size, size) and labels.dtype == torch.long
+              and list(c["classes"]) == classes and (n == 0 or 0 <= int(labels.min()) <= int(labels.max()) < len(classes))
+              and c["channels"].shape == (n,) and c["sides"].shape == (n,))
+        if not ok:
+            return None
+        return {"images": images, "labels": labels, "classes": list(c["classes"]),
+                "channels": c["channels"].numpy().astype(np.uint8), "sides": c["sides"].numpy().astype(np.int32),
+                "unreadable": [(str(a), str(b)) for a, b in c["unreadable"]]}
+    except (KeyError, TypeError, AttributeError, ValueError, RuntimeError):
+        return None
+
+
 def _load_split(
     folder: Path, files: dict[str, list[Path]], size: int, cache_dir: Path | None
 ) -> dict[str, Any]:
@@ -95,10 +125,9 @@ def _load_split(
         slug = re.sub(r"[^\w.-]+", "_", str(folder.resolve()).strip("/"))[-80:]
         cache_file = cache_dir / f"{slug}-{size}px-{key}.pt"
         if cache_file.exists():
-            try:
-                return torch.load(cache_file, weights_only=False)
-            except Exception:  # a damaged cache is rebuilt, never trusted
-                pass
+            cached = _read_cache(cache_file, list(files), size)
+            if cached is not None:
+                return cached
     classes = list(files)
     images, labels, channels, sides, unreadable = [], [], [], [], []
     for ci, cls in enumerate(classes):
@@ -125,7 +154,10 @@ def _load_split(
     if cache_file is not None:
         try:
             with atomic_write(cache_file) as f:
-                torch.save(out, f)
+                # Tensors and plain values only, so the cache is read with weights_only=True.
+                torch.save({**out, "channels": torch.from_numpy(out["channels"]),
+                            "sides": torch.from_numpy(out["sides"]),
+                            "unreadable": [list(u) for u in unreadable]}, f)
         except OSError as e:  # a read-only cache only costs speed
             warnings.warn(f"could not write the data cache {cache_file}: {e}", stacklevel=2)
     return out
@@ -221,7 +253,9 @@ def load_task(
     skipped = _check_unreadable(train_raw["unreadable"] + (val_raw["unreadable"] if val_raw else [])
                                 + (test_raw["unreadable"] if test_raw else []), skip_unreadable)
     if skipped:
-        warnings.warn(f"skipped {len(skipped)} unreadable image(s): {', '.join(skipped)}", stacklevel=2)
+        from quicktune.notice import notice
+
+        notice(f"skipped {len(skipped)} unreadable image(s): {', '.join(skipped)}")
 
     def select(raw: dict[str, Any], where: Path) -> tuple[Any, Any, np.ndarray, np.ndarray]:
         pos = {c: i for i, c in enumerate(raw["classes"])}

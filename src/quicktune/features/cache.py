@@ -18,12 +18,10 @@ from quicktune.metadataset.schema import FeatureSettings
 
 
 def default_cache_dir() -> Any:
-    """$QUICKTUNE_FEATURES_CACHE, else ~/.cache/quicktune/features."""
-    import os
-    from pathlib import Path
+    """$QUICKTUNE_FEATURES_CACHE, else `features/` in the quicktune cache root (quicktune.cachedir)."""
+    from quicktune.cachedir import cache_dir
 
-    env = os.environ.get("QUICKTUNE_FEATURES_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "quicktune" / "features"
+    return cache_dir("features", "QUICKTUNE_FEATURES_CACHE")
 
 
 def _weights_identity(model_name: str, weights_dir: Any) -> str:

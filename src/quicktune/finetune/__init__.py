@@ -29,7 +29,8 @@ checkpoint holds the model, optimizer and scheduler states (and every RNG state)
 a run from its epoch-t checkpoint gives exactly the accuracies of an uninterrupted run (on the
 same device with the same number of threads: CPU kernels are deterministic for a fixed thread
 count). Checkpoints are written to a temporary file and `os.replace`d, so a kill never leaves a
-half-written one.
+half-written one. They hold only tensors and plain values and are read with weights_only=True
+(`quicktune.safeload`): a planted or damaged checkpoint is ignored (logged) and the run retrained.
 """
 
 from quicktune.finetune.batchnorm import (  # noqa: F401

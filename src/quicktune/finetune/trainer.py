@@ -43,6 +43,16 @@ from quicktune.finetune.timm_parts import (
 )
 from quicktune.metadataset.schema import RunSetting
 from quicktune.space import ADAPTIVE_OPTIMIZERS, Config
+from quicktune.testhook import kill_point
+
+
+def _numpy_rng_state() -> list[Any]:
+    """numpy's global RNG state as tensors and plain values (its key array becomes a tensor), so
+    checkpoints load with weights_only=True."""
+    state: Any = np.random.get_state(legacy=True)  # ("MT19937", keys, pos, has_gauss, gauss)
+    name, keys, pos, has_gauss, gauss = state
+    return [name, torch.from_numpy(np.asarray(keys).astype(np.int64)), int(pos), int(has_gauss), float(gauss)]
+
 
 log = logging.getLogger(__name__)
 EVAL_BATCH_SIZE = 256
@@ -186,15 +196,33 @@ class Finetuner:
     def _load_checkpoint(self) -> None:
         if self.checkpoint_path is None or not self.checkpoint_path.exists():
             return
-        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        from quicktune.safeload import SafeLoadError, load_tensors
+
+        # Tensors and plain values only (quicktune.safeload): the work dir may be writable by
+        # others, and a full unpickler would run whatever a planted file asks for.
+        try:
+            state = load_tensors(self.checkpoint_path)
+            if not isinstance(state, dict) or not isinstance(state.get("results"), list):
+                raise SafeLoadError(f"{self.checkpoint_path}: not a run checkpoint")
+        except SafeLoadError as e:
+            log.warning("%s; ignored: the run starts from epoch 1", e)
+            return
         if state.get("run_key") != self.run_key:
             raise ValueError(
                 f"{self.checkpoint_path}: the checkpoint belongs to run {state.get('run_key')!r}, not to "
                 f"{self.run_key!r} ({self.dataset}, {self.config.describe()}, seed={self.seed}, "
                 f"max_epochs={self.max_epochs}); use one checkpoint directory per run"
             )
-        self.results = [EpochResult(**r) for r in state["results"]]
-        self.status = state["status"]
+        try:
+            results = [EpochResult(**r) for r in state["results"]]
+            status = str(state["status"])
+            if [r.epoch for r in results] != list(range(1, len(results) + 1)) or len(results) > self.max_epochs:
+                raise ValueError("epochs out of order")
+        except (KeyError, TypeError, ValueError) as e:
+            log.warning("%s: not a readable run checkpoint (%s); ignored: the run starts from epoch 1",
+                        self.checkpoint_path, e)
+            return
+        self.results, self.status = results, status
         self._state = state if state.get("model") is not None else None
 
     # -- building -------------------------------------------------------------------------------
@@ -247,8 +275,9 @@ class Finetuner:
                 self._scaler.load_state_dict(self._state["scaler"])
             rng = self._state["rng"]
             torch.set_rng_state(rng["torch"])
-            np.random.set_state(rng["numpy"])
-            random.setstate(rng["python"])
+            name, keys, pos, has_gauss, gauss = rng["numpy"]
+            np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(gauss)))
+            random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
             self._state = None
         log.info("%s on %s: %s, lr = %.4g (%s), wd=%g, %d epochs (%s), batch %d, %dpx", c.model, self.dataset,
                  c.optimizer, c.lr, "ELR" if c.optimizer in ADAPTIVE_OPTIMIZERS else f"ELR * (1 - {c.momentum:g})",
@@ -394,6 +423,7 @@ class Finetuner:
             self.results.append(result)
             new.append(result)
             self._save_checkpoint()
+            kill_point("after_checkpoint")  # (tests: a crash between the checkpoint and the caller's record)
             if on_epoch is not None:
                 on_epoch(result)
         return new
@@ -421,7 +451,7 @@ class Finetuner:
                 # timm's schedules are rebuilt by replay on resume (see _build)
                 scheduler=self._scheduler.state_dict() if isinstance(self._scheduler, V1Cosine) else None,
                 scaler=self._scaler.state_dict() if self._scaler is not None else None,
-                rng={"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+                rng={"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(), "python": random.getstate()},
             )
         with atomic_write(self.checkpoint_path) as f:
             torch.save(state, f)

@@ -29,6 +29,29 @@ from quicktune.suggest.session import (
 from quicktune.suggest.target import Target, TaskFeatures
 
 
+SHUTDOWN_RESERVE = 3.0  # the CLI's reserve for its shut-down before one was measured (seconds)
+
+
+_HELD: dict[str, Any] = {}  # work dir -> its lock, held by this process until it exits
+
+
+def _lock_workdir(workdir: Path) -> Any:
+    """Refuse a work dir another process is searching in. The lock is kept until this process
+    exits (the kernel releases it then, kill -9 included); a later Search in this same process
+    (e.g. resuming in a notebook) reuses it."""
+    from quicktune.runlock import Busy, FileLock
+
+    key = str(workdir.resolve())
+    if key in _HELD:
+        return _HELD[key]
+    try:
+        _HELD[key] = FileLock(workdir / ".lock", wait=False).acquire()
+        return _HELD[key]
+    except Busy as e:
+        raise SuggestError(f"another quicktune suggest is running in {workdir} ({str(e).split('(')[-1].rstrip(')')}); "
+                           "wait for it to end, or pass another --workdir") from None
+
+
 class Search:
     """A resumable, wall-clock-budgeted Quick-Tune search that really fine-tunes.
 
@@ -60,6 +83,7 @@ class Search:
         pretrained: bool = True,
         refit_steps: int = 10,
         clock_start: float | None = None,
+        reserve_seconds: float | None = None,
         on_event: Callable[[str, Search], None] | None = None,
         stop_rule: StopRule | None = None,
     ) -> None:
@@ -100,8 +124,13 @@ class Search:
         self.steps: list[StepRecord] = []
         self.trace: list[dict[str, Any]] = []
         self.sessions = 0
+        self.shutdown_seconds: float | None = None  # what the last session's shut-down took
+        self._lock = _lock_workdir(self.workdir)  # one search per work dir (released on exit, even kill -9)
         self.restart: list[Trial] = []
         self._load_session()  # refuses a work dir of another search before anything is written
+        # Time kept for the shut-down (report, plot, saving the model), so the whole command ends
+        # within the budget: `reserve_seconds`, or more when the last session measured more.
+        self.reserve = max(float(reserve_seconds or 0.0), 1.25 * float(self.shutdown_seconds or 0.0))
 
         if threads:
             torch.set_num_threads(int(threads))
@@ -161,6 +190,7 @@ class Search:
         self.steps = [StepRecord(**s) for s in state.get("steps", [])]
         self.trace = list(state.get("trace", []))
         self.sessions = int(state.get("sessions", 0))
+        self.shutdown_seconds = state.get("shutdown_seconds")
         # Trials that were running when the last session ended (a kill): restarted first.
         self.restart = [Trial(int(c), int(e)) for c, e in state.get("pending", [])]
 
@@ -170,7 +200,7 @@ class Search:
                 "format": SESSION_FORMAT, "version": SESSION_VERSION, "identity": self.identity,
                 "budget_seconds": self.budget, "elapsed_seconds": self.elapsed, "sessions": self.sessions,
                 "steps": [vars(s) for s in self.steps], "trace": self.trace,
-                "stop_reason": self.stop_reason, "saved_at": time.time(),
+                "stop_reason": self.stop_reason, "shutdown_seconds": self.shutdown_seconds, "saved_at": time.time(),
                 "pending": sorted([t.config_id, t.epoch] for t in self.optimizer.pending.values()),
             },
             self.session_path,
@@ -182,14 +212,26 @@ class Search:
             self.on_event(kind, self)
 
     def resume(self) -> int:
-        """Tell the optimizer every epoch already trained in the work dir; returns how many."""
+        """Tell the optimizer every epoch already trained in the work dir; returns how many.
+
+        The objective replays its own Observations (curve and every epoch's recorded seconds, so
+        the cost model calibrates on this machine at once). Epochs a kill left in a checkpoint
+        but out of the session (killed between the checkpoint write and the session save) join
+        the step log as recovered steps, and their seconds are charged to the budget.
+        """
         n = 0
+        logged = {(s.config_id, s.epoch) for s in self.steps}
         for obs in self.objective.history():
-            ft = self.objective.finetuner(obs.trial.config_id)
-            # The epochs' recorded seconds let the cost model calibrate on this machine at once.
-            secs = tuple(r.seconds for r in ft.results)
-            self.optimizer.tell(Observation(obs.trial, obs.curve, 0.0, secs, obs.finished))
+            self.optimizer.tell(obs)
             n += len(obs.curve)
+            for e in range(1, obs.epochs + 1):
+                if (obs.trial.config_id, e) in logged:
+                    continue
+                secs = float(obs.epoch_seconds[e - 1]) if len(obs.epoch_seconds) >= e else 0.0
+                if self.steps:  # (a work dir with checkpoints but no session charges nothing: unknown)
+                    self.elapsed_before += secs
+                self.steps.append(StepRecord(len(self.steps) + 1, obs.trial.config_id, e, float(obs.curve[e - 1]),
+                                             secs, self.elapsed_before, 0.0, recovered=True))
         self.resumed_epochs = n
         for st in self.steps:  # the stop rule sees the earlier sessions' steps again
             self.monitor.observe([st.accuracy], st.max_ei)
@@ -231,10 +273,10 @@ class Search:
     def stop_before_ask(self) -> str | None:
         """Why no further step may start now (the stop rule's reason, or "budget"), or None. Until
         one epoch is trained the search goes on whatever the set-up cost: a search that reports
-        nothing helps no one."""
+        nothing helps no one. `reserve` seconds are kept for the shut-down."""
         if self.monitor.reason is not None:  # the stop rule held after the last step
             return self.monitor.reason
-        if self.elapsed >= self.budget and self.epochs_trained > 0:
+        if self.elapsed + self.reserve >= self.budget and self.epochs_trained > 0:
             return "budget"
         return None
 
@@ -257,7 +299,7 @@ class Search:
         """Why `trial` must not start ("next step would overrun the budget"), or None; a refused
         trial is released from the optimizer's pending set."""
         predicted = self.predicted_step_seconds(trial.config_id)
-        if self.epochs_trained > 0 and self.elapsed + predicted > self.budget:
+        if self.epochs_trained > 0 and self.elapsed + predicted + self.reserve > self.budget:
             self.optimizer.release(trial)
             return "next step would overrun the budget"
         self._predicted[trial.config_id] = predicted
@@ -334,6 +376,14 @@ class Search:
             self.end("interrupted", interrupted=True)
             raise
         return self.end(reason)
+
+    def end_session(self, shutdown_seconds: float) -> None:
+        """Record the shut-down that followed run() (report, plot, saved model): it counts
+        towards the budget, and the next session reserves that much time for its own."""
+        self.shutdown_seconds = float(shutdown_seconds)
+        if self._frozen is not None:
+            self._frozen += self.shutdown_seconds
+        self.save_session()
 
     # -- results ----------------------------------------------------------------------------------
     def runs(self) -> list[dict[str, Any]]:

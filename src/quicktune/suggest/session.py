@@ -20,8 +20,10 @@ SESSION_VERSION = 1
 # The timed search
 # ------------------------------------------------------------------------------------------------
 def default_workdir(target_name: str, root: str | os.PathLike[str] = ".quicktune") -> Path:
-    """./.quicktune/<data name> (a derived task's options joined with '_')."""
-    return Path(root) / re.sub(r"[^\w.+-]+", "_", target_name).strip("_")
+    """./.quicktune/<data name> (a derived task's options joined with '_'); always one folder
+    inside `root` (a name such as ".." or "a/../.." can not climb out of it)."""
+    safe = re.sub(r"[^\w.+-]+", "_", target_name).strip("_.")
+    return Path(root) / (safe or "data")
 
 
 def _atomic_json(obj: Any, path: Path) -> None:
@@ -41,3 +43,4 @@ class StepRecord:
     elapsed: float  # session clock at the end of the step
     overhead: float  # optimizer seconds (refit + acquisition) before the step
     max_ei: float | None = None  # the optimizer's largest expected improvement when it chose the step
+    recovered: bool = False  # an epoch found in a checkpoint but not in the session (a kill between them)
