@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quicktune.data.scan import _GRAY_MODES, _common_side, _layout, _scan_split
+from quicktune.data.scan import _GRAY_MODES, _common_side, _layout, _scan_split, check_class_options
 from quicktune.data.spec import DataError, TaskSpec
 
 _HEADER_SAMPLE = 256  # images whose header is read for the size and channels
@@ -33,14 +33,10 @@ def describe_folder(spec: TaskSpec | str) -> dict[str, float]:
     if val is not None and set(val) != set(train):
         raise DataError(f"{val_dir}: the validation split must have the same class folders as {train_dir}")
     classes = list(train)
+    check_class_options(root, spec, classes)
     if spec.class_names is not None:
-        unknown = sorted(set(spec.class_names) - set(classes))
-        if unknown:
-            raise DataError(f"{root}: `names` lists classes that are not folders here: {unknown[:5]}")
         classes = list(spec.class_names)
     elif spec.classes is not None:
-        if spec.classes > len(classes):
-            raise DataError(f"{root}: `classes <= {len(classes)}` (the folder's classes) must hold, but got classes={spec.classes}")
         classes = classes[: spec.classes]  # which ones does not change the counts' order of magnitude
     n_train = {c: len(train[c]) for c in classes}
     n_val = {c: len(val[c]) for c in classes} if val is not None else None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quicktune.data.spec import DataError
+from quicktune.data.spec import DataError, TaskSpec
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
@@ -22,6 +22,17 @@ _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N",
 # ------------------------------------------------------------------------------------------------
 # Folder scanning and validation
 # ------------------------------------------------------------------------------------------------
+def check_class_options(root: Path, spec: TaskSpec, classes: list[str]) -> None:
+    """Refuse `names` / `classes` options the folder's class folders `classes` cannot satisfy (one
+    line each). The rule for the task loader and the header-only descriptor scan alike."""
+    if spec.class_names is not None:
+        unknown = sorted(set(spec.class_names) - set(classes))
+        if unknown:
+            raise DataError(f"{root}: `names` lists classes that are not folders here: {unknown[:5]}")
+    elif spec.classes is not None and spec.classes > len(classes):
+        raise DataError(f"{root}: `classes <= {len(classes)}` (the folder's classes) must hold, but got classes={spec.classes}")
+
+
 def _is_image(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
 

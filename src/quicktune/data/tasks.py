@@ -18,6 +18,7 @@ from quicktune.data.scan import (
     _fingerprint,
     _layout,
     _scan_split,
+    check_class_options,
 )
 from quicktune.data.spec import DataError, TaskSpec
 
@@ -226,14 +227,10 @@ def load_task(
 
     # Which classes to keep (before decoding, so derived tasks decode only what they use).
     all_classes = list(train_files)
+    check_class_options(root, spec, all_classes)
     if spec.class_names is not None:
-        unknown = sorted(set(spec.class_names) - set(all_classes))
-        if unknown:
-            raise DataError(f"{root}: `names` lists classes that are not folders here: {unknown[:5]}")
         keep = list(spec.class_names)
     elif spec.classes is not None:
-        if spec.classes > len(all_classes):
-            raise DataError(f"{root}: `classes <= {len(all_classes)}` (the folder's classes) must hold, but got classes={spec.classes}")
         rng = np.random.default_rng([spec.seed, 0xC1A55])
         keep = sorted(all_classes[i] for i in rng.choice(len(all_classes), spec.classes, replace=False))
     else:
