@@ -270,3 +270,18 @@ def test_holding_out_a_test_split_from_too_few_images_is_refused_in_one_line(tmp
     with pytest.raises(DataError, match="`0 <= test < 1`"):
         TaskSpec(str(tiny), test_fraction=1.0)
     assert load_task(TaskSpec(str(tiny), test_fraction=0.0), cache_dir=None).test is None
+
+
+@pytest.mark.parametrize("option, message", [("classes=4", "classes <= 3"), ("names=c0+zz", "not folders here")])
+def test_loader_and_descriptor_scan_refuse_the_same_class_options(tmp_path: Path, option: str, message: str) -> None:
+    from quicktune.data.describe import describe_folder
+
+    root = make_image_folder(tmp_path / "d", classes=3, per_class=6)
+    spec = f"{root}:{option}"
+    with pytest.raises(DataError, match=message):
+        load_task(TaskSpec.parse(spec))
+    with pytest.raises(DataError, match=message):
+        describe_folder(spec)
+    # What both accept, both describe alike.
+    ok = TaskSpec.parse(f"{root}:classes=2")
+    assert describe_folder(ok)["n_classes"] == load_task(ok).descriptors()["n_classes"] == 2
