@@ -38,10 +38,11 @@ def test_v1_run_keys_are_unchanged() -> None:
 
 def _v1_reference(task: TaskData, config: Config, batch_size: int, max_epochs: int) -> dict[str, torch.Tensor]:
     """One epoch of v1's procedure (pretrained=False, so no BatchNorm calibration)."""
-    from quicktune.finetune import trainer as tr
+    from quicktune.finetune.epoch import _augment
+    from quicktune.finetune.records import _epoch_seed
     from quicktune.hub import create_model, model_info
 
-    torch.manual_seed(tr._epoch_seed(0, 0, 0))
+    torch.manual_seed(_epoch_seed(0, 0, 0))
     model = create_model(config.model, num_classes=task.n_classes, pretrained=False)
     if config.optimizer in ("adam", "adamw"):
         cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
@@ -57,13 +58,13 @@ def _v1_reference(task: TaskData, config: Config, batch_size: int, max_epochs: i
     info = model_info(config.model)
     mean = torch.tensor(info.mean).view(1, 3, 1, 1)
     std = torch.tensor(info.std).view(1, 3, 1, 1)
-    torch.manual_seed(tr._epoch_seed(0, 1, 1))
-    gen = torch.Generator().manual_seed(tr._epoch_seed(0, 1, 2))
+    torch.manual_seed(_epoch_seed(0, 1, 1))
+    gen = torch.Generator().manual_seed(_epoch_seed(0, 1, 2))
     order = torch.randperm(n, generator=gen)
     model.train()
     for step in range(steps):
         idx = order[step * batch_size : (step + 1) * batch_size]
-        x = (tr._augment(task.train.images[idx], gen).float().div_(255.0) - mean) / std
+        x = (_augment(task.train.images[idx], gen).float().div_(255.0) - mean) / std
         loss = F.cross_entropy(model(x), task.train.labels[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -48,10 +48,12 @@ from quicktune.finetune.records import (  # noqa: F401
     run_identity,
     versions,
 )
-from quicktune.finetune.trainer import (  # noqa: F401
+from quicktune.finetune.epoch import (  # noqa: F401
     EVAL_BATCH_SIZE,
-    Finetuner,
     _augment,
+)
+from quicktune.finetune.trainer import (  # noqa: F401
+    Finetuner,
     log,
 )
 

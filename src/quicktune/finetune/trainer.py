@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import random
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from quicktune.atomic import atomic_write
 from quicktune.data import TaskData
 from quicktune.finetune.batchnorm import CALIBRATION_IMAGES, calibrate_folded_batchnorm
+from quicktune.finetune.checkpoint import BEST_NAME, read_best, read_checkpoint, restore_rng, write_best, write_checkpoint
+from quicktune.finetune.epoch import EpochLoop
 from quicktune.finetune.layers import L2SP, apply_freezing
 from quicktune.finetune.recipe import Recipe
 from quicktune.finetune.records import (
-    _CKPT_FORMAT,
     CHECKPOINT_NAME,
     DEFAULT_BATCH_SIZE,
     EpochResult,
@@ -34,7 +29,6 @@ from quicktune.finetune.records import (
 )
 from quicktune.finetune.timm_parts import (
     V1Cosine,
-    apply_transform,
     loss_fn,
     make_mixup,
     make_optimizer,
@@ -45,41 +39,10 @@ from quicktune.metadataset.schema import RunSetting
 from quicktune.space import ADAPTIVE_OPTIMIZERS, Config
 from quicktune.testhook import kill_point
 
-
-def _numpy_rng_state() -> list[Any]:
-    """numpy's global RNG state as tensors and plain values (its key array becomes a tensor), so
-    checkpoints load with weights_only=True."""
-    state: Any = np.random.get_state(legacy=True)  # ("MT19937", keys, pos, has_gauss, gauss)
-    name, keys, pos, has_gauss, gauss = state
-    return [name, torch.from_numpy(np.asarray(keys).astype(np.int64)), int(pos), int(has_gauss), float(gauss)]
-
-
 log = logging.getLogger(__name__)
-EVAL_BATCH_SIZE = 256
-# The weights of the run's best epoch so far (validation accuracy), kept with keep_best=True so the
-# model a search hands back is the one its report calls best, not merely the last one trained.
-BEST_NAME = "best.pt"
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random crop with zero padding of size//8 (at least 1) and a random horizontal flip.
-
-    x: a (n x 3 x S x S) uint8 tensor; returns a new tensor of the same shape.
-    """
-    n, _, h, w = x.shape
-    pad = max(1, min(h, w) // 8)
-    padded = F.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    flip = torch.rand(n, generator=gen) < 0.5
-    out = torch.empty_like(x)
-    for i in range(n):
-        crop = padded[i, :, oy[i] : oy[i] + h, ox[i] : ox[i] + w]
-        out[i] = crop.flip(-1) if flip[i] else crop
-    return out
-
-
-class Finetuner:
+class Finetuner(EpochLoop):
     """One run: (task, config, seed, epoch horizon), continued epoch by epoch.
 
     data:           the loaded task (its images' side is the training resolution)
@@ -194,36 +157,12 @@ class Finetuner:
         )
 
     def _load_checkpoint(self) -> None:
-        if self.checkpoint_path is None or not self.checkpoint_path.exists():
+        if self.checkpoint_path is None:
             return
-        from quicktune.safeload import SafeLoadError, load_tensors
-
-        # Tensors and plain values only (quicktune.safeload): the work dir may be writable by
-        # others, and a full unpickler would run whatever a planted file asks for.
-        try:
-            state = load_tensors(self.checkpoint_path)
-            if not isinstance(state, dict) or not isinstance(state.get("results"), list):
-                raise SafeLoadError(f"{self.checkpoint_path}: not a run checkpoint")
-        except SafeLoadError as e:
-            log.warning("%s; ignored: the run starts from epoch 1", e)
-            return
-        if state.get("run_key") != self.run_key:
-            raise ValueError(
-                f"{self.checkpoint_path}: the checkpoint belongs to run {state.get('run_key')!r}, not to "
-                f"{self.run_key!r} ({self.dataset}, {self.config.describe()}, seed={self.seed}, "
-                f"max_epochs={self.max_epochs}); use one checkpoint directory per run"
-            )
-        try:
-            results = [EpochResult(**r) for r in state["results"]]
-            status = str(state["status"])
-            if [r.epoch for r in results] != list(range(1, len(results) + 1)) or len(results) > self.max_epochs:
-                raise ValueError("epochs out of order")
-        except (KeyError, TypeError, ValueError) as e:
-            log.warning("%s: not a readable run checkpoint (%s); ignored: the run starts from epoch 1",
-                        self.checkpoint_path, e)
-            return
-        self.results, self.status = results, status
-        self._state = state if state.get("model") is not None else None
+        run = f"{self.dataset}, {self.config.describe()}, seed={self.seed}, max_epochs={self.max_epochs}"
+        found = read_checkpoint(self.checkpoint_path, self.run_key, run, self.max_epochs)
+        if found is not None:
+            self.results, self.status, self._state = found
 
     # -- building -------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -273,11 +212,7 @@ class Finetuner:
             optimizer.load_state_dict(self._state["optimizer"])
             if self._scaler is not None and self._state.get("scaler") is not None:
                 self._scaler.load_state_dict(self._state["scaler"])
-            rng = self._state["rng"]
-            torch.set_rng_state(rng["torch"])
-            name, keys, pos, has_gauss, gauss = rng["numpy"]
-            np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(gauss)))
-            random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+            restore_rng(self._state["rng"])
             self._state = None
         log.info("%s on %s: %s, lr = %.4g (%s), wd=%g, %d epochs (%s), batch %d, %dpx", c.model, self.dataset,
                  c.optimizer, c.lr, "ELR" if c.optimizer in ADAPTIVE_OPTIMIZERS else f"ELR * (1 - {c.momentum:g})",
@@ -295,94 +230,7 @@ class Finetuner:
         assert self._model is not None
         return self._model
 
-    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
-        if not hasattr(self, "_mean"):  # scoring a given model before this run's own was built
-            self._mean = torch.tensor(self.info.mean, dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
-            self._std = torch.tensor(self.info.std, dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
-        x = x.to(self.device, non_blocking=True).float().div_(255.0)
-        return (x - self._mean) / self._std
-
     # -- training ---------------------------------------------------------------------------------
-    def _train_epoch(self, epoch: int) -> tuple[float, bool]:
-        """Train epoch `epoch` (1-based); returns (mean training loss, diverged).
-
-        The training loss is the data term (cross-entropy, or soft-target cross-entropy with
-        mixup); the L2-SP penalty is added to the objective, not to the recorded loss.
-        """
-        model, optimizer, scheduler = self._model, self._optimizer, self._scheduler
-        assert model is not None and optimizer is not None and scheduler is not None
-        r = self.recipe
-        torch.manual_seed(_epoch_seed(self.seed, epoch, 1))  # dropout / drop-path draws of this epoch
-        gen = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch, 2))
-        if self._mixup is not None or self._transform is not None:
-            # timm's Mixup and augmentations draw from numpy's and Python's global generators.
-            np.random.seed(_epoch_seed(self.seed, epoch, 4) % 2**32)
-            random.seed(_epoch_seed(self.seed, epoch, 5))
-        order = torch.randperm(self._n_train, generator=gen)
-        images, labels = self.data.train.images, self.data.train.labels
-        model.train()
-        per_update = isinstance(scheduler, V1Cosine)
-        total, count = 0.0, 0
-        for step in range(self._steps_per_epoch):
-            # The last batch takes the remainder, except a single leftover image (BatchNorm can
-            # not train on a batch of one), which sits this epoch out.
-            idx = order[step * self.batch_size : (step + 1) * self.batch_size]
-            if self._mixup is not None:
-                idx = idx[: len(idx) // 2 * 2]  # timm's Mixup pairs the batch with its reverse: even size
-            if self._transform is not None:
-                x = apply_transform(self._transform, images[idx]).to(self.device)
-            else:
-                x = self._inputs(_augment(images[idx], gen))
-            y = labels[idx].to(self.device)
-            if self._mixup is not None:
-                x, y = self._mixup(x, y)
-            with torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext():
-                loss = self._loss(model(x), y)
-                objective = loss + self._l2sp() if self._l2sp is not None else loss
-            if not torch.isfinite(loss):
-                return float("nan"), True
-            optimizer.zero_grad(set_to_none=True)
-            if self._scaler is not None:
-                self._scaler.scale(objective).backward()
-                if r.clip_grad is not None:
-                    self._scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), r.clip_grad)
-                self._scaler.step(optimizer)
-                self._scaler.update()
-            else:
-                objective.backward()
-                if r.clip_grad is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), r.clip_grad)
-                optimizer.step()
-            if per_update:
-                scheduler.step()
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
-        return total / max(count, 1), False
-
-    def evaluate(self) -> tuple[float, float]:
-        """(accuracy, mean cross-entropy) of the current model on the validation split."""
-        correct, n, loss_sum = self.score(self.data.val)
-        n = max(n, 1)
-        return correct / n, loss_sum / n
-
-    @torch.no_grad()
-    def score(self, split: Any, model: torch.nn.Module | None = None) -> tuple[int, int, float]:
-        """(correct, images, summed cross-entropy) of `model` (default: the current one) on
-        `split` (a data.Split, e.g. the task's validation or test split)."""
-        model = self.model if model is None else model
-        model.eval()
-        images, labels = split.images, split.labels
-        correct, loss_sum = 0, 0.0
-        for i in range(0, len(labels), EVAL_BATCH_SIZE):
-            x = self._inputs(images[i : i + EVAL_BATCH_SIZE])
-            y = labels[i : i + EVAL_BATCH_SIZE].to(self.device)
-            with torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext():
-                out = model(x)
-            loss_sum += float(F.cross_entropy(out.float(), y, reduction="sum"))
-            correct += int((out.argmax(1) == y).sum())
-        return correct, len(labels), loss_sum
-
     def train_until(
         self, epoch: int, on_epoch: Callable[[EpochResult], None] | None = None
     ) -> list[EpochResult]:
@@ -428,40 +276,19 @@ class Finetuner:
                 on_epoch(result)
         return new
 
+    # -- checkpoints ------------------------------------------------------------------------------
     def _save_checkpoint(self) -> None:
         if self.checkpoint_path is None:
             return
         keep = self.keep_model or not self.finished
-        state: dict[str, Any] = {
-            "format": _CKPT_FORMAT,
-            "run_key": self.run_key,
-            "dataset": self.dataset,
-            "config": self.config.to_dict(),
-            "seed": self.seed,
-            "max_epochs": self.max_epochs,
-            "status": self.status,
-            "results": [asdict(r) for r in self.results],
-            "model": None,
-        }
-        if keep and self._model is not None:
-            assert self._optimizer is not None and self._scheduler is not None
-            state.update(
-                model=self._model.state_dict(),
-                optimizer=self._optimizer.state_dict(),
-                # timm's schedules are rebuilt by replay on resume (see _build)
-                scheduler=self._scheduler.state_dict() if isinstance(self._scheduler, V1Cosine) else None,
-                scaler=self._scaler.state_dict() if self._scaler is not None else None,
-                rng={"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(), "python": random.getstate()},
-            )
-        with atomic_write(self.checkpoint_path) as f:
-            torch.save(state, f)
+        model = self._model if keep else None
+        write_checkpoint(self.checkpoint_path, run_key=self.run_key, dataset=self.dataset, config=self.config,
+                         seed=self.seed, max_epochs=self.max_epochs, status=self.status, results=self.results,
+                         model=model, optimizer=self._optimizer, scheduler=self._scheduler, scaler=self._scaler)
 
     def _save_best(self, result: EpochResult) -> None:
         assert self._model is not None and self.best_path is not None
-        state = {"format": _CKPT_FORMAT, "run_key": self.run_key, "epoch": int(result.epoch),
-                 "val_acc": float(result.val_acc), "model": self._model.state_dict()}
-        with atomic_write(self.best_path) as f:
-            torch.save(state, f)
+        write_best(self.best_path, self.run_key, result, self._model)
 
     def trained_model(self, which: str = "best") -> tuple[torch.nn.Module, int]:
         """(model, epoch): the run's model as of its best epoch (`which="best"`, from the weights
@@ -475,7 +302,7 @@ class Finetuner:
         if which == "last" or best is None or best == self.epochs_done:
             return self.model, self.epochs_done
         path = self.best_path
-        state = torch.load(path, map_location="cpu", weights_only=True) if path is not None and path.is_file() else None
+        state = read_best(path)
         if not state or state.get("run_key") != self.run_key or state.get("epoch") != best:
             raise RuntimeError(
                 f"run {self.run_key}: the weights of its best epoch {best} were not kept (keep_best=False, or "
