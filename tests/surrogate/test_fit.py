@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from quicktune.metadataset.tabular import CurveTable
-from quicktune.surrogate.fit import evaluate, make_episodes, meta_train, refit, split_datasets, task_arrays
+from quicktune.surrogate.batches import make_episodes, task_arrays
+from quicktune.surrogate.fit import meta_train, refit, split_datasets
+from quicktune.surrogate.scoring import evaluate
 from quicktune.surrogate.nets import NetConfig
 from tests.helpers import synthetic_runs
 

@@ -8,7 +8,8 @@ import torch
 
 from quicktune.metadataset.tabular import CurveTable
 from quicktune.space import Config
-from quicktune.surrogate.fit import meta_train, sample_rows, task_arrays
+from quicktune.surrogate.batches import sample_rows, task_arrays
+from quicktune.surrogate.fit import meta_train
 from quicktune.surrogate.nets import NetConfig
 from tests.helpers import synthetic_runs
 
