@@ -245,9 +245,9 @@ def run_job(identity: dict, jobdir: Path) -> dict:
                 selection.offer(s.objective, events[-1])
 
         # The full budget, like the baselines (the default stop rule would end some searches early).
-        search = qs.Search(sur, configs, target, feats, budget_seconds=budget, max_epochs=EPOCHS, workdir=work / "search",
-                           seed=seed, batch_size=BATCH_SIZE, threads=THREADS, clock_start=t0, on_event=on_event,
-                           stop_rule=StopRule.parse("none"))
+        search = qs.Search.open(sur, configs, target, feats, budget_seconds=budget, max_epochs=EPOCHS,
+                                workdir=work / "search", seed=seed, batch_size=BATCH_SIZE, threads=THREADS,
+                                clock_start=t0, on_event=on_event, stop_rule=StopRule.parse("none"))
         target.release()
         info["stop_reason"] = search.run()
         info["optimizer_overhead"] = search.optimizer.overhead if hasattr(search.optimizer, "overhead") else None

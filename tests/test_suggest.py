@@ -195,8 +195,8 @@ def test_zero_shot_ranks_every_candidate_best_first(setup) -> None:
 def _search(setup, workdir: Path, budget: float, **kw) -> qs.Search:
     sur, target, feats = setup
     configs = qs.make_candidates(MODELS, kw.pop("n", 2), seed=0)
-    return qs.Search(sur, configs, target, feats, budget_seconds=budget, max_epochs=EPOCHS, workdir=workdir,
-                     batch_size=16, refit_steps=2, **kw)
+    return qs.Search.open(sur, configs, target, feats, budget_seconds=budget, max_epochs=EPOCHS, workdir=workdir,
+                          batch_size=16, refit_steps=2, **kw)
 
 
 def _checkpoint_curves(search: qs.Search) -> dict[int, list[float]]:
@@ -278,6 +278,18 @@ def test_a_workdir_of_another_search_is_refused(setup, tmp_path: Path) -> None:
         _search(setup, work, budget=0.5, seed=1)
 
 
+def test_the_search_constructor_does_no_io(setup, tmp_path: Path) -> None:
+    # Search.open locks the work dir and reads its session; the constructor touches no file.
+    sur, target, feats = setup
+    configs = qs.make_candidates(MODELS, 2, seed=0)
+    work = tmp_path / "fresh"
+    s = qs.Search(sur, configs, target, feats, budget_seconds=0.5, max_epochs=EPOCHS, workdir=work, batch_size=16)
+    assert not work.exists() and s.steps == [] and s.sessions == 0
+    opened = qs.Search.open(sur, configs, target, feats, budget_seconds=0.5, max_epochs=EPOCHS, workdir=work,
+                            batch_size=16)
+    assert (work / ".lock").exists() and opened.restart == []
+
+
 def test_the_best_model_is_saved_where_the_hub_loads_it(setup, tmp_path: Path) -> None:
     from quicktune import hub
 
@@ -343,8 +355,8 @@ def test_a_real_cifar_resnet_search_on_cifar10_small(tmp_path: Path, monkeypatch
     assert math.isfinite(feats.pairs[models[0]]["logme"]) and feats.pairs[models[0]]["emd_sim"] > 0
     preds = qs.zero_shot(sur, configs, feats, 2)
     assert len(preds) == 4
-    s = qs.Search(sur, configs, target, feats, budget_seconds=20.0, max_epochs=2, workdir=tmp_path / "work",
-                  batch_size=32, threads=1)
+    s = qs.Search.open(sur, configs, target, feats, budget_seconds=20.0, max_epochs=2, workdir=tmp_path / "work",
+                       batch_size=32, threads=1)
     s.resume()
     s.run()
     best = s.report()["best"]

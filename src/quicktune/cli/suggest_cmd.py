@@ -340,9 +340,9 @@ def suggest_cmd(
     from rich.live import Live
 
     try:
-        search = qs.Search(sur, configs, target, feats, budget_seconds=budget_s, max_epochs=horizon, workdir=wd,
-                           seed=seed, batch_size=batch_size or settings.batch_size, threads=threads, clock_start=clock,
-                           reserve_seconds=SHUTDOWN_RESERVE, stop_rule=stop_rule)
+        search = qs.Search.open(sur, configs, target, feats, budget_seconds=budget_s, max_epochs=horizon, workdir=wd,
+                                seed=seed, batch_size=batch_size or settings.batch_size, threads=threads,
+                                clock_start=clock, reserve_seconds=SHUTDOWN_RESERVE, stop_rule=stop_rule)
         with err.status("reading the work dir ..."):
             resumed = search.resume()
     except (qs.SuggestError, DataError, HubError) as e:

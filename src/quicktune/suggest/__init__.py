@@ -13,7 +13,7 @@ The pieces, in the order the command uses them:
   meta-training (500 images, seed 0; cached by `quicktune.features`).
 - `zero_shot`: no training: the surrogate's prior at the full horizon (budget = max epochs, an
   empty curve) and its cost net, for every candidate, best first.
-- `Search`: a timed search that really fine-tunes: `QuickTune` asks, `FinetuneObjective` trains
+- `Search` (`Search.open(...)`, which locks the work dir and reads its session): a timed search that really fine-tunes: `QuickTune` asks, `FinetuneObjective` trains
   one epoch per step (a new config at epoch 1, or one more epoch of a started one), until the
   wall-clock budget is used or the stop rule (`quicktune.stopping`) holds. Each run keeps its
   best epoch's weights; the chosen model is measured on the task's held-out test split (an

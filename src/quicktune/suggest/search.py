@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,15 @@ from quicktune.stopping import StopMonitor, StopRule
 from quicktune.suggest.candidates import candidates_fingerprint
 from quicktune.suggest.errors import SuggestError
 from quicktune.suggest.loading import FALLBACK_BATCH_SIZE
+from quicktune.suggest.results import SearchResults
 from quicktune.suggest.session import (
     SESSION_FILE,
     SESSION_FORMAT,
     SESSION_VERSION,
     StepRecord,
     _atomic_json,
+    lock_workdir,
+    read_session,
 )
 from quicktune.suggest.target import Target, TaskFeatures
 
@@ -32,27 +34,14 @@ from quicktune.suggest.target import Target, TaskFeatures
 SHUTDOWN_RESERVE = 3.0  # the CLI's reserve for its shut-down before one was measured (seconds)
 
 
-_HELD: dict[str, Any] = {}  # work dir -> its lock, held by this process until it exits
+def _check_limits(budget_seconds: float, max_epochs: int) -> None:
+    if not budget_seconds > 0:
+        raise SuggestError(f"a timed search needs `budget > 0`, but got {budget_seconds}s")
+    if max_epochs < 1:
+        raise SuggestError(f"`max_epochs >= 1` must hold, but got {max_epochs}")
 
 
-def _lock_workdir(workdir: Path) -> Any:
-    """Refuse a work dir another process is searching in. The lock is kept until this process
-    exits (the kernel releases it then, kill -9 included); a later Search in this same process
-    (e.g. resuming in a notebook) reuses it."""
-    from quicktune.runlock import Busy, FileLock
-
-    key = str(workdir.resolve())
-    if key in _HELD:
-        return _HELD[key]
-    try:
-        _HELD[key] = FileLock(workdir / ".lock", wait=False).acquire()
-        return _HELD[key]
-    except Busy as e:
-        raise SuggestError(f"another quicktune suggest is running in {workdir} ({str(e).split('(')[-1].rstrip(')')}); "
-                           "wait for it to end, or pass another --workdir") from None
-
-
-class Search:
+class Search(SearchResults):
     """A resumable, wall-clock-budgeted Quick-Tune search that really fine-tunes.
 
     budget_seconds: the total wall-clock of the search over all its sessions (time spent before
@@ -65,6 +54,9 @@ class Search:
                not part of the identity, so a rerun may pass another one (e.g. "none") to go on.
     Each run keeps its best epoch's weights, so the model handed back (`save_best_model`) and
     measured on the test split (`test_estimate`) is the one of the epoch the report calls best.
+    `Search.open` is the way in: it locks the work dir and reads its session, then builds the
+    search. The constructor itself does no I/O (`session`: the state `session.read_session`
+    returned, None for a fresh search).
     """
 
     def __init__(
@@ -86,15 +78,13 @@ class Search:
         reserve_seconds: float | None = None,
         on_event: Callable[[str, Search], None] | None = None,
         stop_rule: StopRule | None = None,
+        session: Mapping[str, Any] | None = None,
     ) -> None:
         from quicktune.objective import FinetuneObjective
         from quicktune.optimizer.quicktune import QuickTune
         from quicktune.space import SearchSpace
 
-        if not budget_seconds > 0:
-            raise SuggestError(f"a timed search needs `budget > 0`, but got {budget_seconds}s")
-        if max_epochs < 1:
-            raise SuggestError(f"`max_epochs >= 1` must hold, but got {max_epochs}")
+        _check_limits(budget_seconds, max_epochs)
         self.configs = list(configs)
         self.target = target
         self.features = features
@@ -125,9 +115,10 @@ class Search:
         self.trace: list[dict[str, Any]] = []
         self.sessions = 0
         self.shutdown_seconds: float | None = None  # what the last session's shut-down took
-        self._lock = _lock_workdir(self.workdir)  # one search per work dir (released on exit, even kill -9)
+        self._lock: Any = None  # the work dir's lock (`open` takes it; held until this process exits)
         self.restart: list[Trial] = []
-        self._load_session()  # refuses a work dir of another search before anything is written
+        if session is not None:
+            self._apply_session(session)  # refuses a work dir of another search before anything is written
         # Time kept for the shut-down (report, plot, saving the model), so the whole command ends
         # within the budget: `reserve_seconds`, or more when the last session measured more.
         self.reserve = max(float(reserve_seconds or 0.0), 1.25 * float(self.shutdown_seconds or 0.0))
@@ -139,7 +130,7 @@ class Search:
         # itself from its space state; this space lists the candidates and their models).
         self.space = SearchSpace(self.configs, extra_spec=surrogate.space_state["extra_spec"])
         # Kept so that worker processes (`objective_factory`) build the very same objective.
-        self._objective_args = dict(
+        self._objective_args: dict[str, Any] = dict(
             space=self.space, data=target.spec, max_epochs=self.max_epochs, workdir=self.workdir, seed=self.seed,
             max_image_size=target.max_image_size, batch_size=self.batch_size, num_threads=threads,
             weights_dir=target.weights_dir, pretrained=pretrained, skip_unreadable=target.skip_unreadable,
@@ -156,6 +147,31 @@ class Search:
         self.resumed_epochs = 0
         self._predicted: dict[int, float] = {}  # config id -> predicted seconds of its running step
 
+    @classmethod
+    def open(
+        cls,
+        surrogate: Any,
+        configs: Sequence[Config],
+        target: Target,
+        features: TaskFeatures,
+        *,
+        budget_seconds: float,
+        max_epochs: int,
+        workdir: str | os.PathLike[str],
+        **options: Any,
+    ) -> Search:
+        """The search in `workdir`, continuing the session saved there (if any): the work dir is
+        locked for this process first (one search per work dir, released on exit, even kill -9),
+        then its session read; `options` are the constructor's. A session of another search, or
+        an unreadable one, is a SuggestError."""
+        _check_limits(budget_seconds, max_epochs)
+        lock = lock_workdir(Path(workdir))
+        session = read_session(Path(workdir) / SESSION_FILE)
+        search = cls(surrogate, configs, target, features, budget_seconds=budget_seconds, max_epochs=max_epochs,
+                     workdir=workdir, session=session, **options)
+        search._lock = lock
+        return search
+
     # -- the clock --------------------------------------------------------------------------------
     @property
     def elapsed(self) -> float:
@@ -169,15 +185,8 @@ class Search:
         return max(0.0, self.budget - self.elapsed)
 
     # -- session persistence ----------------------------------------------------------------------
-    def _load_session(self) -> None:
-        if not self.session_path.is_file():
-            return
-        try:
-            state = json.loads(self.session_path.read_text())
-        except (OSError, ValueError) as e:
-            raise SuggestError(f"{self.session_path}: unreadable search session ({e}); delete it to start over") from None
-        if state.get("format") != SESSION_FORMAT or state.get("version") != SESSION_VERSION:
-            raise SuggestError(f"{self.session_path}: not a quicktune suggest session of version {SESSION_VERSION}")
+    def _apply_session(self, state: Mapping[str, Any]) -> None:
+        """Continue from a saved session (`session.read_session`), refusing one of another search."""
         old = state.get("identity", {})
         diff = [k for k in self.identity if old.get(k) != self.identity[k]]
         if diff:
@@ -239,18 +248,6 @@ class Search:
             self._update_trace(step=0)
         return n
 
-    def incumbent(self) -> dict[str, Any] | None:
-        """The best run so far: {config_id, model, elr, lr, momentum, weight_decay, accuracy, epoch}."""
-        inc = self.optimizer.incumbent()
-        if inc is None:
-            return None
-        cid, acc = inc
-        curve = self.optimizer.curves[cid]
-        epoch = next(t for t, v in enumerate(curve, start=1) if v == acc)
-        c = self.configs[cid]
-        return {"config_id": cid, "model": c.model, "elr": c.elr, "lr": c.lr, "momentum": c.momentum,
-                "weight_decay": c.weight_decay, "accuracy": float(acc), "epoch": epoch}
-
     def _update_trace(self, step: int) -> None:
         inc = self.incumbent()
         if inc is None:
@@ -264,10 +261,6 @@ class Search:
         started run, the calibrated cost net for a new one)."""
         log_cost = self.optimizer.log_step_cost(np.array([config_id]))
         return float(np.exp(log_cost[0]))
-
-    @property
-    def epochs_trained(self) -> int:
-        return sum(len(c) for c in self.optimizer.curves.values())
 
     # -- one step, shared by the one-worker loop (`run`) and the pool (`suggest.parallel`) ----------
     def stop_before_ask(self) -> str | None:
@@ -384,106 +377,6 @@ class Search:
         if self._frozen is not None:
             self._frozen += self.shutdown_seconds
         self.save_session()
-
-    # -- results ----------------------------------------------------------------------------------
-    def runs(self) -> list[dict[str, Any]]:
-        """Every run trained so far (candidate order): config, curve, per-epoch seconds."""
-        out = []
-        for cid in sorted(self.optimizer.curves):
-            ft = self.objective.finetuner(cid)
-            c = self.configs[cid]
-            out.append({
-                "config_id": cid, "model": c.model, "elr": c.elr, "lr": c.lr, "momentum": c.momentum,
-                "weight_decay": c.weight_decay, "curve": [float(r.val_acc) for r in ft.results],
-                "epoch_seconds": [float(r.seconds) for r in ft.results], "seconds": float(sum(r.seconds for r in ft.results)),
-                "epochs": ft.epochs_done, "finished": ft.finished, "status": ft.status, "run_key": ft.run_key,
-            })
-        return out
-
-    def test_estimate(self, which: str = "best") -> Any:
-        """The chosen model's accuracy on the test split with its Wilson 95% interval
-        (`estimate.AccuracyEstimate`), or None when the task has no test split or nothing was
-        trained. The chosen model: the incumbent run as of its best epoch (`which="best"`, the epoch
-        the report calls best) or of its last trained epoch ("last")."""
-        from quicktune.estimate import AccuracyEstimate
-
-        inc = self.incumbent()
-        if inc is None:
-            return None
-        ft = self.objective.finetuner(inc["config_id"])
-        if ft.data.test is None or len(ft.data.test) == 0:
-            return None
-        model, _ = ft.trained_model(which)
-        correct, n, _ = ft.score(ft.data.test, model)
-        return AccuracyEstimate(correct, n)
-
-    def chosen(self, which: str = "best") -> dict[str, Any] | None:
-        """Which weights are handed back: {config_id, which, epoch, val_accuracy}."""
-        inc = self.incumbent()
-        if inc is None:
-            return None
-        ft = self.objective.finetuner(inc["config_id"])
-        epoch = inc["epoch"] if which == "best" else ft.epochs_done
-        return {"config_id": inc["config_id"], "which": which, "epoch": epoch,
-                "val_accuracy": float(ft.results[epoch - 1].val_acc)}
-
-    def report(self, surrogate_path: str | None = None, which: str = "best", test: bool = True) -> dict[str, Any]:
-        """The JSON-able report: best config (selected on validation), the chosen model's test
-        accuracy (the unbiased estimate; `test=False` skips measuring it), every run's curve, the
-        incumbent trace, the steps."""
-        runs = self.runs()
-        inc = self.incumbent()
-        estimate, test_split = None, ""
-        if inc is not None:
-            test_split = self.objective.finetuner(inc["config_id"]).data.test_source
-            try:
-                estimate = self.test_estimate(which) if test else None
-            except RuntimeError as e:  # e.g. a work dir from before best weights were kept
-                test_split = f"not measured: {e}"
-        best = None
-        if inc is not None:
-            run = next(r for r in runs if r["config_id"] == inc["config_id"])
-            best = {**inc, "curve": run["curve"], "epochs": run["epochs"], "seconds": run["seconds"],
-                    "final_accuracy": run["curve"][-1] if run["curve"] else math.nan, "finished": run["finished"],
-                    "run_key": run["run_key"], "max_epochs": self.max_epochs}
-        return {
-            "task": self.target.name,
-            "data": self.target.spec.path,
-            "surrogate": surrogate_path,
-            "budget_seconds": self.budget,
-            "elapsed_seconds": self.elapsed,
-            "stop_reason": self.stop_reason,
-            "stop_when": self.stop_rule.to_string(),
-            "seed": self.seed,
-            "max_epochs": self.max_epochs,
-            "batch_size": self.batch_size,
-            "max_image_size": self.target.max_image_size,
-            "candidates": len(self.configs),
-            "models": sorted({c.model for c in self.configs}),
-            "steps": len(self.steps),
-            "epochs_trained": self.epochs_trained,
-            "sessions": self.sessions,
-            "optimizer_overhead": self.optimizer.overhead,
-            "best": best,
-            "chosen": self.chosen(which),
-            "test": estimate.to_dict() if estimate is not None else None,
-            "test_split": test_split or "no test split (test=0)",
-            "runs": runs,
-            "trace": self.trace,
-            "step_log": [vars(s) for s in self.steps],
-        }
-
-    def save_best_model(self, weights_dir: str | os.PathLike[str], name: str | None = None,
-                        which: str = "best") -> tuple[str, Path]:
-        """Save the incumbent's fine-tuned model as a hub checkpoint: as of the epoch the report
-        calls best (`which="best"`) or of its last trained epoch ("last"); returns (hub name, .pth
-        path): `hub.create_model(name, weights_dir=weights_dir)` loads it."""
-        inc = self.incumbent()
-        if inc is None:
-            raise SuggestError("no run has finished an epoch yet: there is no fine-tuned model to save")
-        ft = self.objective.finetuner(inc["config_id"])
-        path = ft.save_model(weights_dir, name, which=which)
-        return path.stem, path
 
 
 def _worker_objective(kwargs: dict[str, Any]) -> Any:
