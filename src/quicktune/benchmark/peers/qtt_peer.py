@@ -69,7 +69,7 @@ def features(configs: Sequence[Config], dataset_features: dict[str, float]) -> p
     for c in configs:
         row: dict[str, Any] = {"model": c.model, "log10_elr": math.log10(c.elr),
                                "log10_weight_decay": math.log10(max(c.weight_decay, 1e-6)), "momentum": c.momentum}
-        for k, v in c.extras:
+        for k, v in c.extra_items():
             row[k] = v if isinstance(v, str) else float(v)
         row.update({f"meta_{k}": float(v) for k, v in dataset_features.items()})
         rows.append(row)
