@@ -86,7 +86,8 @@ def _curves(perf: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     out = perf.copy()
     inside = np.arange(perf.shape[1])[None, :] < np.asarray(lengths)[:, None]
     out[inside & np.isnan(out)] = 0.0
-    return out
+    curves: np.ndarray = out
+    return curves
 
 
 def cache_path(fold: FoldContext) -> Path:
@@ -106,7 +107,7 @@ def _contained(home: Path) -> Iterator[None]:
     from sklearn.compose import ColumnTransformer
     from torch.utils.data import DataLoader
 
-    def loader(*args: Any, **kwargs: Any) -> DataLoader:
+    def loader(*args: Any, **kwargs: Any) -> DataLoader[Any]:
         kwargs["num_workers"] = 0
         return DataLoader(*args, **kwargs)
 
