@@ -36,6 +36,14 @@ def test_every_public_name_imports() -> None:
     )
 
 
+def test_the_literal_all_lists_match_the_lazy_exports() -> None:
+    # __all__ is written out (type checkers read only literal lists); it must name every lazy export
+    import quicktune.metadataset
+
+    assert quicktune.__all__ == ["__version__", *sorted(quicktune._EXPORTS)]
+    assert quicktune.metadataset.__all__ == sorted(quicktune.metadataset._EXPORTS)
+
+
 def test_the_readme_example_runs_quick_tune_in_a_users_loop(capsys) -> None:
     told = []
 

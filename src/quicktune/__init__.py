@@ -62,7 +62,42 @@ _EXPORTS = {
     "create_model": "quicktune.hub",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+# A literal list (type checkers read it; tests/test_public_api.py checks it against _EXPORTS).
+__all__ = [
+    "__version__",
+    "ASHA",
+    "AsyncHyperband",
+    "Config",
+    "CurveTable",
+    "FeatureSettings",
+    "FinetuneObjective",
+    "GridSearch",
+    "Hyperband",
+    "HyperparameterRanges",
+    "MetaDatasetStore",
+    "Objective",
+    "Observation",
+    "Optimizer",
+    "QuickTune",
+    "RandomSearch",
+    "ReplayObjective",
+    "SearchSpace",
+    "SuccessiveHalving",
+    "Surrogate",
+    "TaskSpec",
+    "Trial",
+    "create_model",
+    "dataset_descriptors",
+    "domain_features",
+    "load_surrogate",
+    "load_task",
+    "merge_metadatasets",
+    "meta_train",
+    "open_metadataset",
+    "sample_hyperparameters",
+    "shipped_surrogates",
+    "sobol_hyperparameters",
+]
 
 if TYPE_CHECKING:
     from quicktune.asha import ASHA, AsyncHyperband

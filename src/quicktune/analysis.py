@@ -140,7 +140,7 @@ def best_elr(
     return pd.DataFrame(rows)
 
 
-def parabolic_argmax(x: Sequence[float], y: Sequence[float], i: int) -> float:
+def parabolic_argmax(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, i: int) -> float:
     """The vertex of the parabola through the points i - 1, i, i + 1 (x: the grid, e.g. log10 ELR;
     y: accuracies; i: an argmax of y), clipped to [x[i - 1], x[i + 1]]: a sub-grid estimate of
     the optimum. x[i] itself at an edge of the grid (no extrapolation beyond the sweep), when a
@@ -171,7 +171,8 @@ def _weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray
     var = (w * dx * dx).sum(axis=1) * (w * dy * dy).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         r = cov / np.sqrt(var)
-    return np.where(var > 1e-24, r, np.nan)
+    out: np.ndarray = np.where(var > 1e-24, r, np.nan)
+    return out
 
 
 def _weighted_ranks(x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -181,7 +182,8 @@ def _weighted_ranks(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     x: an (n,) array; w: a (B x n) array of integer counts. Returns a (B x n) array."""
     less = (x[None, :] < x[:, None]).astype(float)  # [i, j]: x_j < x_i
     equal = (x[None, :] == x[:, None]).astype(float)
-    return w @ less.T + (w @ equal.T + 1.0) / 2.0
+    ranks: np.ndarray = w @ less.T + (w @ equal.T + 1.0) / 2.0
+    return ranks
 
 
 def correlation(
@@ -242,7 +244,8 @@ def within_group_zscore(values: Sequence[float], groups: Sequence[Any]) -> np.nd
     g = pd.Series(np.asarray(groups, dtype=object))
     mean = s.groupby(g).transform("mean")
     sd = s.groupby(g).transform("std").replace(0.0, np.nan)
-    return ((s - mean) / sd).fillna(0.0).to_numpy()
+    z: np.ndarray = ((s - mean) / sd).fillna(0.0).to_numpy()
+    return z
 
 
 def residualize(values: Sequence[float], covariate: Sequence[float], groups: Sequence[Any]) -> np.ndarray:
@@ -267,7 +270,8 @@ def residualize(values: Sequence[float], covariate: Sequence[float], groups: Seq
 
 
 def paired_difference(
-    a: Sequence[float], b: Sequence[float], n_boot: int = 5000, seed: int = 0, level: float = 0.95
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, n_boot: int = 5000, seed: int = 0,
+    level: float = 0.95,
 ) -> dict[str, float]:
     """Paired comparison of b - a (NaN pairs dropped): mean, median, mean |b - a|, a percentile
     bootstrap CI of the mean, wins/losses/ties (b > a, b < a, equal), a two-sided exact sign test

@@ -71,7 +71,8 @@ def sobol_hyperparameters(n: int, seed: int = 0, ranges: HyperparameterRanges = 
     _check_n(n)
     # torch's Sobol engine (torch is loaded anyway; scipy.stats alone takes seconds to import).
     seed_int = int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x5097]).generate_state(1)[0])
-    u = SobolEngine(dimension=3, scramble=True, seed=seed_int).draw(n, dtype=torch.float64).numpy()
+    engine = SobolEngine(dimension=3, scramble=True, seed=seed_int)  # type: ignore[no-untyped-call]  # (unannotated in torch)
+    u = engine.draw(n, dtype=torch.float64).numpy()
     lo_e, hi_e = math.log10(ranges.elr[0]), math.log10(ranges.elr[1])
     lo_w, hi_w = math.log10(ranges.weight_decay[0]), math.log10(ranges.weight_decay[1])
     p0 = ranges.p_zero_weight_decay

@@ -218,9 +218,10 @@ class RayPool(WorkerPool):
                 raise PoolError(f"could not start or join Ray{f' at {address}' if address else ''}: {_one_line(e)}") from None
             self._started = True
         if gpus is None:
-            gpus = int(ray.cluster_resources().get("GPU", 0))
+            gpus = int(ray.cluster_resources().get("GPU", 0))  # type: ignore[no-untyped-call]  # (unannotated in ray)
         actor = ray.remote(_RayWorker).options(num_cpus=max(1, int(threads)), num_gpus=1 if gpus else 0)
-        self._actors = [actor.remote(factory, max(1, int(threads))) for _ in range(workers)]
+        # Actor handles: Any, as ray's stubs type `.options(...).remote(...)` as the class itself.
+        self._actors: list[Any] = [actor.remote(factory, max(1, int(threads))) for _ in range(workers)]
         self._idle = list(self._actors)
         self._refs: dict[Any, tuple[Trial, Any]] = {}
 

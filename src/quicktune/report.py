@@ -16,6 +16,7 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from quicktune.atomic import atomic_write
@@ -48,7 +49,7 @@ def write_json(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _pyplot():
+def _pyplot() -> ModuleType:
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed

@@ -46,8 +46,27 @@ from quicktune.benchmark.stats import (  # noqa: F401
     REPORT_TIMES,
     BenchmarkResult,
     aggregate,
-    format_duration,
     report_times,
     summarize,
     time_grid,
 )
+from quicktune.durations import format_duration  # noqa: F401
+
+__all__ = [
+    "ALL",
+    "BenchmarkResult",
+    "LONG_COLUMNS",
+    "REPORT_TIMES",
+    "RunResult",
+    "aggregate",
+    "fold_contexts",
+    "format_duration",
+    "make_folds",
+    "report_times",
+    "restrict_table",
+    "run_benchmark",
+    "run_experiment",
+    "summarize",
+    "time_grid",
+    "write_outputs",
+]

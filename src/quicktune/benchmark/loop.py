@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,7 @@ class RunResult:
     stop: str  # "budget" | "exhausted" | "stalled"
     selected: tuple[int, int] | None = None  # (config_id, epoch) of the incumbent at the budget
 
-    def incumbent_at(self, t: np.ndarray) -> np.ndarray:
+    def incumbent_at(self, t: np.ndarray | Sequence[float]) -> np.ndarray:
         """Incumbent at times `t` (a (g,) array): the last one stamped at or before each time."""
         t = np.atleast_1d(np.asarray(t, dtype=float))
         idx = np.searchsorted(self.times, t, side="right") - 1
@@ -55,7 +56,7 @@ class RunResult:
         out[seen] = self.incumbents[idx[seen]]
         return out
 
-    def regret_at(self, task: TaskCurves, t: np.ndarray) -> np.ndarray:
+    def regret_at(self, task: TaskCurves, t: np.ndarray | Sequence[float]) -> np.ndarray:
         """Normalized regret at times `t`: a (g,) array in [0, 1], 1 before any observation."""
         return np.atleast_1d(task.regret(self.incumbent_at(t)))
 
@@ -88,7 +89,7 @@ def run_experiment(
 
 
 # -- many jobs --------------------------------------------------------------------------------
-_WORKER: dict = {}
+_WORKER: dict[str, Any] = {}  # this process's table, fold contexts and methods
 
 
 def _init_worker(table: CurveTable, contexts: dict[str, FoldContext], methods: dict[str, Method], threads: int) -> None:
@@ -188,9 +189,9 @@ def run_benchmark(
                 progress and progress("prepare", i + 1, len(prep))
             if progress:
                 progress("run", 0, len(jobs))
-            futures = [pool.submit(_run_job, m, d, s, budget_s, workers_simulated) for m, d, s in jobs]
-            for i, fut in enumerate(as_completed(futures)):
-                results.append(fut.result())
+            run_futures = [pool.submit(_run_job, m, d, s, budget_s, workers_simulated) for m, d, s in jobs]
+            for i, run_fut in enumerate(as_completed(run_futures)):
+                results.append(run_fut.result())
                 progress and progress("run", i + 1, len(jobs))
     order = {j: i for i, j in enumerate(jobs)}
     results.sort(key=lambda r: order[(r.method, r.dataset, r.seed)])

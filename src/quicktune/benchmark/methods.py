@@ -42,7 +42,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from quicktune.asha import ASHA, AsyncHyperband
 from quicktune.baselines import GridSearch, Hyperband, RandomSearch, SuccessiveHalving
@@ -86,13 +86,17 @@ Factory = Callable[[SearchSpace, int, int, MethodContext], Optimizer]
 Prepare = Callable[[FoldContext], None]
 
 
-def _resolve(ref: Any) -> Any:
+_T = TypeVar("_T")
+
+
+def _resolve(ref: _T | str) -> _T:
     if not isinstance(ref, str):
         return ref
     module, _, attr = ref.partition(":")
     if not attr:
         raise ValueError(f"a lazy reference looks like 'package.module:attribute', but got {ref!r}")
-    return getattr(importlib.import_module(module), attr)
+    resolved: _T = getattr(importlib.import_module(module), attr)
+    return resolved
 
 
 @dataclass(frozen=True)

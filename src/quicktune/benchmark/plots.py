@@ -9,13 +9,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 ALL = "ALL"
 
 
-def _pyplot():
+def _pyplot() -> ModuleType:
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display here, and none needed
@@ -36,7 +41,7 @@ def _label(x: float) -> str:
     return f"{x:g}s"
 
 
-def _time_axis(ax, lo: float, hi: float) -> None:
+def _time_axis(ax: Axes, lo: float, hi: float) -> None:
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     ax.set_xscale("log")
@@ -46,7 +51,7 @@ def _time_axis(ax, lo: float, hi: float) -> None:
     ax.xaxis.set_minor_locator(NullLocator())
 
 
-def _draw(ax, agg: pd.DataFrame, dataset: str, colors: dict[str, str], report: Mapping[str, float], legend: bool) -> None:
+def _draw(ax: Axes, agg: pd.DataFrame, dataset: str, colors: dict[str, str], report: Mapping[str, float], legend: bool) -> None:
     sub = agg[agg["dataset"] == dataset]
     for method, dm in sub.groupby("method", sort=False):
         dm = dm.sort_values("time_s")

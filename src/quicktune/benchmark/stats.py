@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -96,7 +97,7 @@ def aggregate(
     return pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)
 
 
-def summarize(result: BenchmarkResult, n_boot: int = 1000) -> tuple[pd.DataFrame, dict]:
+def summarize(result: BenchmarkResult, n_boot: int = 1000) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The summary table (report times only) and its JSON form."""
     rt = result.report
     label = {v: k for k, v in rt.items()}
@@ -104,7 +105,7 @@ def summarize(result: BenchmarkResult, n_boot: int = 1000) -> tuple[pd.DataFrame
     agg.insert(3, "time", agg["time_s"].map(label))
     med = {m: float(np.median(v)) if len(v) else math.nan for m, v in result.overhead.items()}
     agg["median_overhead_s"] = agg["method"].map(med)
-    doc: dict = {
+    doc: dict[str, Any] = {
         "budget_s": result.budget_s,
         "report_times_s": rt,
         "datasets": result.datasets,
@@ -116,7 +117,7 @@ def summarize(result: BenchmarkResult, n_boot: int = 1000) -> tuple[pd.DataFrame
     }
     for m in result.methods:
         dm = agg[agg["method"] == m]
-        entry: dict = {
+        entry: dict[str, Any] = {
             "median_overhead_s_per_step": med[m],
             "steps": int(len(result.overhead[m])),
             "mean_regret": {},

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, NoReturn
 import typer
 from rich.console import Console
 
-from quicktune.durations import parse_duration  # noqa: F401  (re-exported for the commands)
+from quicktune.durations import parse_duration as parse_duration  # re-exported for the commands
 
 if TYPE_CHECKING:
     import pandas as pd

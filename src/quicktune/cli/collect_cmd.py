@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -133,7 +133,7 @@ def collect_cmd(
     )
     bar = progress.add_task("collecting", total=plan.epochs_to_train, last="")
 
-    def on_event(ev: dict) -> None:
+    def on_event(ev: dict[str, Any]) -> None:
         if ev["kind"] == "epoch":
             progress.update(bar, advance=1,
                             last=f"{ev['model']} epoch {ev['epoch']}: acc {ev['val_acc']:.3f} ({ev['seconds']:.1f}s)")

@@ -82,7 +82,7 @@ def info_cmd(
     except hub.HubError as e:
         fail(str(e))
     try:
-        source = str(hub.weights_file(name, weights_dir))
+        source: str | None = str(hub.weights_file(name, weights_dir))
     except hub.HubError:
         source = None if name in hub.registered_models() else "timm / Hugging Face hub (online)"
     names = hub.labels(name, weights_dir)

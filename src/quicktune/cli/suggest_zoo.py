@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from quicktune.cli._common import fail
+
+if TYPE_CHECKING:
+    from quicktune.space import Config
+    from quicktune.surrogate.gp import Surrogate
 
 ZOOS = ("quicktune", "local")
 
@@ -27,7 +31,7 @@ def choose_zoo(zoo: str | None, weights_dir: Path | None, surrogate: str | Path 
     return "quicktune"
 
 
-def load_zoo_surrogate(surrogate: str | Path | None) -> Any:
+def load_zoo_surrogate(surrogate: str | Path | None) -> Surrogate:
     from quicktune import suggest as qs
     from quicktune.zoo import Zoo
 
@@ -42,7 +46,7 @@ def load_zoo_surrogate(surrogate: str | Path | None) -> Any:
 
 
 def search_setup(*, surrogate: str | Path | None, models: str | None, weights_dir: Path | None, candidates: int, seed: int,
-                 epochs: int | None) -> tuple[Any, list[str], list[Any], int]:
+                 epochs: int | None) -> tuple[Surrogate, list[str], list[Config], int]:
     """(surrogate, models, candidate configs, epoch horizon) of a timed search over the zoo. With
     --weights-dir (offline) only the zoo models with a local timm weights file there take part;
     without it every model does, its weights coming from the Hugging Face hub through timm."""
@@ -51,6 +55,7 @@ def search_setup(*, surrogate: str | Path | None, models: str | None, weights_di
 
     sur = load_zoo_surrogate(surrogate)
     zoo = Zoo.from_surrogate(sur)
+    assert zoo is not None  # (load_zoo_surrogate refused a surrogate without one)
     try:
         names = zoo.resolve(models.split(",") if models is not None else None)
     except ValueError as e:

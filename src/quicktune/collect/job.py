@@ -7,10 +7,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quicktune.collect.plan import Job
 from quicktune.metadataset.storage import MetaDatasetStore
+
+if TYPE_CHECKING:
+    from quicktune.finetune.records import EpochResult
 
 
 # ------------------------------------------------------------------------------------------------
@@ -83,7 +86,7 @@ def run_job(job: Job, ctx: JobContext, emit: Callable[[dict[str, Any]], None] | 
     new_epochs: list[int] = []
     new_seconds: list[float] = []
 
-    def record(r: Any) -> None:
+    def record(r: EpochResult) -> None:
         new_epochs.append(r.epoch)
         new_seconds.append(r.seconds)
         if emit:
@@ -113,7 +116,7 @@ def run_job(job: Job, ctx: JobContext, emit: Callable[[dict[str, Any]], None] | 
             for r in backlog:
                 record(r)
 
-        def on_epoch(r: Any) -> None:
+        def on_epoch(r: EpochResult) -> None:
             if r.epoch in stored:  # retrained after a lost checkpoint: the store has this epoch already
                 return
             store.append(ft.rows([r]))

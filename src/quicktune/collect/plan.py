@@ -11,13 +11,13 @@ from typing import Any
 
 from quicktune.collect.features import FeatureJob
 from quicktune.data import TaskSpec
-from quicktune.design import (  # noqa: F401  (re-exported: the collection's space lives in design)
-    ELR_RANGE,
-    MOMENTA,
-    P_ZERO_WEIGHT_DECAY,
-    WEIGHT_DECAY_RANGE,
-    sample_hyperparameters,
-    training_size,
+from quicktune.design import (  # re-exported: the collection's space lives in design
+    ELR_RANGE as ELR_RANGE,
+    MOMENTA as MOMENTA,
+    P_ZERO_WEIGHT_DECAY as P_ZERO_WEIGHT_DECAY,
+    WEIGHT_DECAY_RANGE as WEIGHT_DECAY_RANGE,
+    sample_hyperparameters as sample_hyperparameters,
+    training_size as training_size,
 )
 from quicktune.finetune.recipe import Recipe
 from quicktune.metadataset.schema import DATASET_DESCRIPTORS

@@ -37,15 +37,21 @@ def build_tf_mobilenet(version: int, multiplier: float, num_classes: int, input_
     random weights and `num_classes` outputs (0: no classifier)."""
     from timm.models import efficientnet as effnet
 
+    # (timm leaves its _gen_* builders unannotated)
+    model: nn.Module
     if version == 1:
-        model = effnet._gen_mobilenet_v1("mobilenetv1_100", multiplier, pad_type="same", num_classes=num_classes)
+        model = effnet._gen_mobilenet_v1("mobilenetv1_100", multiplier, pad_type="same",  # type: ignore[no-untyped-call]
+                                         num_classes=num_classes)
     elif version == 2:
-        model = effnet._gen_mobilenet_v2("mobilenetv2_100", multiplier, pad_type="same", num_classes=num_classes)
+        model = effnet._gen_mobilenet_v2("mobilenetv2_100", multiplier, pad_type="same",  # type: ignore[no-untyped-call]
+                                         num_classes=num_classes)
     else:
         raise ValueError(f"MobileNet version must be 1 or 2, but got {version=}")
     # Lets a fine-tuned copy saved by quicktune.hub.save_checkpoint be rebuilt identically.
-    model.quicktune_builder = dict(kind="tf_mobilenet", version=version, multiplier=multiplier,
-                                   input_size=input_size)
+    # (nn.Module's __setattr__ is typed for tensors and modules; a plain attribute is fine at run time)
+    model.quicktune_builder = dict(  # type: ignore[assignment]
+        kind="tf_mobilenet", version=version, multiplier=multiplier, input_size=input_size
+    )
     return model
 
 
@@ -80,6 +86,7 @@ def _split(graph: TFLiteGraph) -> tuple[list[TFLiteOp], TFLiteOp | None]:
 
 
 def _torch_conv_weight(op: TFLiteOp) -> np.ndarray:
+    assert op.weight is not None  # (a conv's weight is a constant tensor of the file)
     if op.kind == "DEPTHWISE_CONV_2D":
         # (1 x kh x kw x C) -> (C x 1 x kh x kw)
         return np.ascontiguousarray(op.weight.transpose(3, 0, 1, 2))
@@ -159,16 +166,19 @@ def _folded_state_dict(graph: TFLiteGraph, model: nn.Module, fname: str) -> dict
         sd[f"{cname}.weight"] = torch.from_numpy(w)
         for k, v in _bn_from_folded_bias(bn, op.bias).items():
             sd[f"{bname}.{k}"] = v
-    classifier = model.get_classifier()
+    # (getattr: nn.Module types unknown attributes as Tensor | Module; timm models define the method)
+    classifier = getattr(model, "get_classifier")()
     has_classifier = isinstance(classifier, nn.Linear)
     if head is None and has_classifier:
         raise ValueError(f"{fname} has no classifier but the model has {classifier}")
     if head is not None:
+        assert head.weight is not None  # (a classifier's constant)
         w = head.weight.reshape(head.weight.shape[0], -1)
         if not has_classifier or tuple(w.shape) != tuple(classifier.weight.shape):
             raise ValueError(f"{fname}: classifier {tuple(w.shape)} does not fit the model's {classifier}")
         cls_name = next(n for n, m in model.named_modules() if m is classifier)
         sd[f"{cls_name}.weight"] = torch.from_numpy(np.ascontiguousarray(w))
+        assert head.bias is not None  # (likewise)
         sd[f"{cls_name}.bias"] = torch.from_numpy(head.bias.astype(np.float32))
     return sd
 
@@ -207,4 +217,5 @@ def coral_input_normalisation(path: str | Path) -> tuple[float, float]:
     g = read_tflite(path)
     if g.input_scale is None:
         raise ValueError(f"{path} has a float input, no quantisation to express as mean/std")
+    assert g.input_zero_point is not None  # (read with the scale)
     return g.input_zero_point / 255.0, 1.0 / (255.0 * g.input_scale)

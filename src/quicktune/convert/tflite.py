@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import tflite  # (untyped: its classes are Any to mypy)
 
 # tflite.TensorType values -> numpy dtypes (only the ones weight files use).
 _DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 7: np.int16, 9: np.int8}
@@ -32,7 +36,7 @@ class TFLiteOp:
     activation: str | None = None
     output_shape: tuple[int, ...] = ()
     name: str = ""  # the weight tensor's name (TF variable scope), for error messages
-    weight_quant: dict = field(default_factory=dict)
+    weight_quant: dict[str, bool | int] = field(default_factory=dict)
 
 
 @dataclass
@@ -50,14 +54,14 @@ def _op_names() -> dict[int, str]:
     return {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
 
 
-def _quant(tensor) -> tuple[np.ndarray | None, np.ndarray | None, int]:
+def _quant(tensor: tflite.Tensor) -> tuple[np.ndarray | None, np.ndarray | None, int]:
     q = tensor.Quantization()
     if q is None or q.ScaleLength() == 0:
         return None, None, 0
     return q.ScaleAsNumpy().astype(np.float64), q.ZeroPointAsNumpy().astype(np.float64), q.QuantizedDimension()
 
 
-def _const(model, tensor) -> np.ndarray | None:
+def _const(model: tflite.Model, tensor: tflite.Tensor) -> np.ndarray | None:
     """A constant tensor's value, dequantised to float32 (None for activations)."""
     buf = model.Buffers(tensor.Buffer())
     if buf is None or buf.DataLength() == 0:
@@ -70,15 +74,17 @@ def _const(model, tensor) -> np.ndarray | None:
     scale, zero, axis = _quant(tensor)
     if scale is None or dtype in (np.float32, np.float16):
         return raw.astype(np.float32)
+    assert zero is not None  # (_quant gives both or neither)
     # Per-channel quantisation: one (scale, zero point) per index of the quantised dimension.
     bshape = [1] * raw.ndim
     if scale.size > 1:
         bshape[axis] = scale.size
     real = (raw.astype(np.float64) - zero.reshape(bshape)) * scale.reshape(bshape)
-    return real.astype(np.float32)
+    out: np.ndarray = real.astype(np.float32)
+    return out
 
 
-def _options(op, kind: str) -> tuple[tuple[int, int], str | None, str | None]:
+def _options(op: tflite.Operator, kind: str) -> tuple[tuple[int, int], str | None, str | None]:
     import tflite
 
     cls = {

@@ -64,3 +64,22 @@ from quicktune.features.extraction import (  # noqa: F401
     extract,
     transfer_features,
 )
+
+__all__ = [
+    "DEFAULT_GAMMA",
+    "FEATURES_VERSION",
+    "FEATURE_NAMES",
+    "class_means",
+    "classifier_prototypes",
+    "dataset_descriptors",
+    "dataset_fingerprint",
+    "default_cache_dir",
+    "domain_features",
+    "emd_similarity",
+    "extract",
+    "features_to_rows",
+    "leep",
+    "logme",
+    "stratified_sample",
+    "transfer_features",
+]

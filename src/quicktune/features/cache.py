@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from quicktune.atomic import atomic_write
@@ -17,14 +19,14 @@ from quicktune.features.extraction import (
 from quicktune.metadataset.schema import FeatureSettings
 
 
-def default_cache_dir() -> Any:
+def default_cache_dir() -> Path:
     """$QUICKTUNE_FEATURES_CACHE, else `features/` in the quicktune cache root (quicktune.cachedir)."""
     from quicktune.cachedir import cache_dir
 
     return cache_dir("features", "QUICKTUNE_FEATURES_CACHE")
 
 
-def _weights_identity(model_name: str, weights_dir: Any) -> str:
+def _weights_identity(model_name: str, weights_dir: str | os.PathLike[str] | None) -> str:
     """Which weights `model_name` resolves to (file name, size, mtime), so new weights miss the cache."""
     from quicktune import hub
 
@@ -39,7 +41,7 @@ def _weights_identity(model_name: str, weights_dir: Any) -> str:
 def _compute_domain_features(
     model_name: str,
     data: Any,
-    weights_dir: Any,
+    weights_dir: str | os.PathLike[str] | None,
     n_samples: int,
     seed: int,
     image_size: int | None,
@@ -69,10 +71,10 @@ def _compute_domain_features(
 def domain_features(
     model_name: str,
     data: Any,
-    weights_dir: Any = None,
+    weights_dir: str | os.PathLike[str] | None = None,
     n_samples: int = 500,
     seed: int = 0,
-    cache_dir: Any = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     source_data: Any | None = None,
     image_size: int | None = None,
     gamma: float = DEFAULT_GAMMA,

@@ -58,6 +58,7 @@ def calibrate_folded_batchnorm(model: torch.nn.Module, x: torch.Tensor, batch_si
             h.remove()
         model.train(was_training)
     for bn in folded:
+        assert bn.running_mean is not None and bn.running_var is not None  # (_is_folded checked them)
         s1, s2, n = sums[id(bn)]
         mu = s1 / n
         var = (s2 / n - mu * mu).clamp_min(0.0)

@@ -50,7 +50,8 @@ def embedding_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 def classifier_parameter_ids(model: nn.Module) -> set[int]:
     """ids of the classifier's parameters (`model.get_classifier()`; none when the model has no such method)."""
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    # (getattr: nn.Module types unknown attributes as Tensor | Module; timm models define the method)
+    head = getattr(model, "get_classifier")() if hasattr(model, "get_classifier") else None
     return {id(p) for p in head.parameters()} if isinstance(head, nn.Module) else set()
 
 

@@ -77,7 +77,7 @@ class Recipe:
 
         known = {f.name for f in fields(cls)}
         kw: dict[str, Any] = {}
-        for name, value in config.extras:
+        for name, value in config.extra_items():
             if name in UNSUPPORTED:
                 if not (_none(value) or value in (0, 0.0, False)):
                     raise ValueError(f"the fine-tuner can not run extra {name}={value!r}; only its off value "

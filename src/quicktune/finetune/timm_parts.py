@@ -20,13 +20,22 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from quicktune.finetune.recipe import Recipe
 from quicktune.space import ADAPTIVE_OPTIMIZERS, Config
+
+if TYPE_CHECKING:
+    from PIL import Image
+    from timm.data import Mixup
+    from timm.scheduler.scheduler import Scheduler
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Transform = Callable[["Image.Image"], torch.Tensor]  # a PIL image -> a normalised (3 x S x S) float tensor
 
 
 def timm_optimizer_name(config: Config) -> str:
@@ -65,7 +74,9 @@ class V1Cosine(torch.optim.lr_scheduler.LambdaLR):
         super().__init__(optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total)))
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, max_epochs: int, steps_per_epoch: int) -> Any:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, recipe: Recipe, max_epochs: int, steps_per_epoch: int
+) -> V1Cosine | Scheduler:
     """v1's `V1Cosine` (stepped per update) when the config names no schedule, else timm's scheduler
     (stepped per epoch: `scheduler.step(epoch, metric)`)."""
     if recipe.sched is None:
@@ -81,25 +92,27 @@ def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, max_epochs:
             decay_rate=recipe.decay_rate, patience_epochs=recipe.patience_epochs, warmup_lr=recipe.warmup_lr,
             warmup_epochs=recipe.warmup_epochs, plateau_mode="max",
         )
-    return sched
+    out: Scheduler = sched
+    return out
 
 
-def make_mixup(recipe: Recipe, num_classes: int) -> Any:
+def make_mixup(recipe: Recipe, num_classes: int) -> Mixup | None:
     """timm's Mixup/CutMix (whole-batch mode, label smoothing folded into the soft targets), or None."""
     if not recipe.uses_mixup:
         return None
     from timm.data import Mixup
 
-    return Mixup(mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix, prob=recipe.mixup_prob, mode="batch",
-                 label_smoothing=recipe.smoothing, num_classes=num_classes)
+    # (timm leaves Mixup.__init__ unannotated)
+    return Mixup(mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix, prob=recipe.mixup_prob,  # type: ignore[no-untyped-call]
+                 mode="batch", label_smoothing=recipe.smoothing, num_classes=num_classes)
 
 
-def loss_fn(recipe: Recipe) -> Any:
+def loss_fn(recipe: Recipe) -> Loss:
     """(logits (n x k), targets: (n,) labels or (n x k) soft targets) -> mean loss."""
     if recipe.uses_mixup:
         from timm.loss import SoftTargetCrossEntropy
 
-        return SoftTargetCrossEntropy()
+        return SoftTargetCrossEntropy()  # type: ignore[no-untyped-call]  # (unannotated __init__ in timm)
     smoothing = recipe.smoothing
 
     def ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -110,7 +123,9 @@ def loss_fn(recipe: Recipe) -> Any:
     return ce
 
 
-def make_train_transform(recipe: Recipe, size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Any:
+def make_train_transform(
+    recipe: Recipe, size: int, mean: tuple[float, ...], std: tuple[float, ...]
+) -> Transform | None:
     """timm's training transform for the recipe's augmentation (PIL image -> normalised (3 x S x S)
     float tensor), or None for v1's crop + flip on the uint8 tensors."""
     aa = recipe.timm_auto_augment
@@ -122,11 +137,13 @@ def make_train_transform(recipe: Recipe, size: int, mean: tuple[float, ...], std
         from torchvision import transforms
 
         primary, _, final = create_transform(input_size=size, is_training=True, mean=mean, std=std, separate=True)
-        return transforms.Compose([primary, transforms.TrivialAugmentWide(), final])
-    return create_transform(input_size=size, is_training=True, auto_augment=aa, mean=mean, std=std)
+        transform: Transform = transforms.Compose([primary, transforms.TrivialAugmentWide(), final])
+        return transform
+    transform = create_transform(input_size=size, is_training=True, auto_augment=aa, mean=mean, std=std)
+    return transform
 
 
-def apply_transform(transform: Any, images: torch.Tensor) -> torch.Tensor:
+def apply_transform(transform: Transform, images: torch.Tensor) -> torch.Tensor:
     """Apply a PIL transform to each image. images: (n x 3 x S x S) uint8 -> (n x 3 x S x S) float."""
     from torchvision.transforms.functional import to_pil_image
 

@@ -29,7 +29,26 @@ _EXPORTS = {
     "summarize": "loading",
 }
 
-__all__ = sorted(_EXPORTS)
+# A literal list (type checkers read it; tests/test_public_api.py checks it against _EXPORTS).
+__all__ = [
+    "CurveTable",
+    "EMBEDDED_METADATASET",
+    "FINETUNE_VERSION",
+    "MetaDatasetStore",
+    "QuickTuneFormatError",
+    "RUN_COLUMNS",
+    "SCHEMA_VERSION",
+    "StoreError",
+    "TaskCurves",
+    "embedded_metadataset",
+    "import_quicktune",
+    "load_rows",
+    "merge_metadatasets",
+    "open_metadataset",
+    "read_quicktune",
+    "run_key",
+    "summarize",
+]
 
 if TYPE_CHECKING:
     from quicktune.metadataset.importers import (

@@ -131,7 +131,9 @@ def _version(root: Path, info: Any) -> str:
     return name.removeprefix("quicktune-").removeprefix("quicktune_") or "unknown"
 
 
-def _flatten_curves(files: _Files, perf: dict[str, Any], cost: dict[str, Any]):
+def _flatten_curves(
+    files: _Files, perf: dict[str, Any], cost: dict[str, Any]
+) -> tuple[list[str], list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Curves as flat arrays in (dataset, run id) order, checked for consistency.
 
     Returns (datasets, run_ids, lengths, acc_percent, seconds): per-run lists and flat value arrays.
@@ -278,10 +280,12 @@ def _configs(files: _Files, table: pd.DataFrame, run_ids: list[str]) -> dict[str
         for g in extra_groups:
             if collapsed[g][i] is not None:
                 extras[g] = collapsed[g][i]
+        model, opt = collapsed["model"][i], collapsed["opt"][i]
+        assert model is not None and opt is not None  # (required groups: _collapse refused a run without one)
         try:
             configs[rid] = Config.from_lr(
-                collapsed["model"][i], lrs[i], momentum=moms[i], weight_decay=wds[i],
-                optimizer=TIMM_OPTIMIZERS[collapsed["opt"][i].lower()], **extras,
+                model, lrs[i], momentum=moms[i], weight_decay=wds[i],
+                optimizer=TIMM_OPTIMIZERS[opt.lower()], **extras,
             )
         except (ValueError, TypeError) as e:
             raise QuickTuneFormatError(f"{files.table}: run {rid!r}: {e}") from None

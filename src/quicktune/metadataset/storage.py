@@ -35,7 +35,6 @@ import pyarrow as pa
 from quicktune.atomic import TMP_PREFIX, atomic_write, fsync_dir
 from quicktune.metadataset.parts import (
     _KINDS,
-    StoreError,
     _atomic_write_table,
     _frame,
     _read_part,
@@ -43,6 +42,7 @@ from quicktune.metadataset.parts import (
     _validate_runs,
     content_hash,
 )
+from quicktune.metadataset.parts import StoreError as StoreError  # its error, raised here too
 from quicktune.metadataset.schema import SCHEMA_VERSION, FeatureSettings
 
 MANIFEST = "manifest.json"

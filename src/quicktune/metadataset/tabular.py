@@ -169,4 +169,5 @@ def nan_to_last(curve: np.ndarray) -> np.ndarray:
     arr = np.asarray(curve, dtype=float)
     flat = arr.reshape(-1, arr.shape[-1]) if arr.ndim else arr.reshape(1, 1)
     filled = pd.DataFrame(flat).ffill(axis=1).fillna(0.0).to_numpy()
-    return filled.reshape(arr.shape)
+    out: np.ndarray = filled.reshape(arr.shape)
+    return out

@@ -64,7 +64,8 @@ class LogEI:
     def __call__(self, x: Tensor) -> Tensor:
         acq = LogExpectedImprovement(self.model, best_f=_best(self.best, x.shape[0]))
         with torch.no_grad():
-            return acq(x.unsqueeze(-2))
+            value: Tensor = acq(x.unsqueeze(-2))
+            return value
 
 
 class LogCostAwareEI(LogEI):
@@ -103,8 +104,10 @@ class _Gaussian:
 
 
 def _broadcast(mean: Tensor, sigma: Tensor, best: Tensor | float) -> tuple[Tensor, Tensor, Tensor]:
-    m, s, b = torch.broadcast_tensors(torch.as_tensor(mean, dtype=DTYPE), torch.as_tensor(sigma, dtype=DTYPE),
-                                      torch.as_tensor(best, dtype=DTYPE))
+    # (torch.functional leaves broadcast_tensors / broadcast_shapes unannotated)
+    m, s, b = torch.broadcast_tensors(  # type: ignore[no-untyped-call]
+        torch.as_tensor(mean, dtype=DTYPE), torch.as_tensor(sigma, dtype=DTYPE), torch.as_tensor(best, dtype=DTYPE)
+    )
     return m.reshape(-1), s.reshape(-1), b.reshape(-1)
 
 
@@ -114,7 +117,9 @@ def expected_improvement(mean: Tensor, sigma: Tensor, best: Tensor | float) -> T
     Non-negative, finite at sigma = 0 (where it is max(mean - best, 0)).
     """
     m, s, b = _broadcast(mean, sigma, best)
-    shape = torch.broadcast_shapes(torch.as_tensor(mean).shape, torch.as_tensor(sigma).shape, torch.as_tensor(best).shape)
+    shape = torch.broadcast_shapes(  # type: ignore[no-untyped-call]
+        torch.as_tensor(mean).shape, torch.as_tensor(sigma).shape, torch.as_tensor(best).shape
+    )
     moments = _Moments(m, s)
     with torch.no_grad(), warnings.catch_warnings():
         # botorch recommends log EI for optimisation (we do); plain EI is for reading values.
@@ -128,7 +133,9 @@ def log_expected_improvement(mean: Tensor, sigma: Tensor, best: Tensor | float) 
     """log EI, accurate where EI underflows; (n,) -> (n,). sigma is floored, so the result stays
     finite (and ordered by the standardised improvement) even at sigma = 0."""
     m, s, b = _broadcast(mean, sigma, best)
-    shape = torch.broadcast_shapes(torch.as_tensor(mean).shape, torch.as_tensor(sigma).shape, torch.as_tensor(best).shape)
+    shape = torch.broadcast_shapes(  # type: ignore[no-untyped-call]
+        torch.as_tensor(mean).shape, torch.as_tensor(sigma).shape, torch.as_tensor(best).shape
+    )
     moments = _Moments(m, s)
     return LogEI(moments, b)(moments.rows()).reshape(shape)
 

@@ -85,6 +85,7 @@ __all__ = [
     "load_surrogate",
     "make_candidates",
     "open_target",
+    "out_of_range",
     "resolve_models",
     "task_features",
     "zero_shot",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from quicktune.metadataset.schema import FeatureSettings, FinetuneSetting
 from quicktune.suggest.errors import SuggestError
@@ -41,7 +41,7 @@ def load_surrogate(path: str | os.PathLike[str] | None = None) -> Surrogate:
         raise SuggestError(str(e)) from None
 
 
-def finetune_settings(surrogate: Any) -> FinetuneSetting:
+def finetune_settings(surrogate: object) -> FinetuneSetting:
     """How the runs the surrogate learned from were trained (batch size, largest image size).
 
     Read from `surrogate.info["finetune"]` when meta-training recorded it, else the v1 campaign's
@@ -52,7 +52,7 @@ def finetune_settings(surrogate: Any) -> FinetuneSetting:
     return FinetuneSetting(setting.batch_size or FALLBACK_BATCH_SIZE, setting.max_image_size)
 
 
-def feature_settings(surrogate: Any) -> FeatureSettings:
+def feature_settings(surrogate: object) -> FeatureSettings:
     """How the domain features the surrogate learned from were computed (`surrogate.info["features"]`,
     recorded by meta-training; surrogates from before that record the v1 campaign's defaults)."""
     return FeatureSettings.from_dict(dict(getattr(surrogate, "info", {}) or {}).get("features"))

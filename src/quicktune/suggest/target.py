@@ -8,12 +8,15 @@ import numpy as np
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quicktune.data import TaskData, TaskSpec, load_task
 from quicktune.design import training_size
 from quicktune.metadataset.schema import DEFAULT_FEATURE_SETTINGS, FeatureSettings
 from quicktune.suggest.errors import SuggestError
+
+if TYPE_CHECKING:
+    from quicktune.surrogate.gp import Surrogate
 
 # The v1 campaign's feature settings (kept as names; the rule is `FeatureSettings`).
 FEATURE_SAMPLES = DEFAULT_FEATURE_SETTINGS.n_samples
@@ -127,7 +130,7 @@ def task_features(
     return TaskFeatures(ds, pairs, descs)
 
 
-def out_of_range(surrogate: Any, features: TaskFeatures, limit: float = 3.0) -> list[tuple[str, str, float]]:
+def out_of_range(surrogate: Surrogate, features: TaskFeatures, limit: float = 3.0) -> list[tuple[str, str, float]]:
     """The target's features that lie more than `limit` meta-training standard deviations from the
     meta-training mean: [(model or "", feature, z)], largest |z| first. The surrogate sees them
     clipped to its scaler's limit (3 SDs), so predictions there are "as at the edge of the

@@ -41,7 +41,7 @@ class CalibratedCost:
             for c, r in res.items():
                 by_model.setdefault(int(self.model_of[c]), []).append(r - offset)
             model_off = {m: sum(v) / (len(v) + 1.0) for m, v in by_model.items()}
-            out = prior[cand] + offset + np.array([model_off.get(int(self.model_of[c]), 0.0) for c in cand])
+            out: np.ndarray = prior[cand] + offset + np.array([model_off.get(int(self.model_of[c]), 0.0) for c in cand])
         else:
             by_model_log: dict[int, list[float]] = {}
             for c in calib:

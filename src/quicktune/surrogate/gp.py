@@ -42,7 +42,7 @@ _MIN_SCALE = 0.1  # the kernel scale never drops below this (a chance-level or p
 CHECKPOINT_VERSION = 2  # 2: feature presence columns, clipped features, bounded mean
 
 
-class DeepKernelGP(gpytorch.models.ExactGP):
+class DeepKernelGP(gpytorch.models.ExactGP):  # type: ignore[misc]  # (gpytorch is untyped: ExactGP is Any)
     """ExactGP on learned features. Inputs are packed rows (n x layout.width), see `nets`."""
 
     def __init__(self, extractor: FeatureExtractor, kernel: str = "matern", mean: str = "residual") -> None:
@@ -75,7 +75,7 @@ class DeepKernelGP(gpytorch.models.ExactGP):
         by construction, so a zero-shot prediction (the prior alone) is an accuracy whatever the
         inputs; "constant": the textbook unbounded constant mean.
         """
-        mean = self.mean_module(z)
+        mean: Tensor = self.mean_module(z)
         if self.mean_kind == "constant":
             return mean
         if self.mean_kind == "residual":
@@ -259,7 +259,8 @@ class Surrogate:
         """Predicted log seconds of one epoch, (n,), for static inputs (n x static_dim)."""
         self.cost_net.eval()
         with torch.no_grad():
-            return self.cost_net(static)
+            log_s: Tensor = self.cost_net(static)
+            return log_s
 
     # -- persistence --------------------------------------------------------------------------
     def weights(self) -> dict[str, dict[str, Tensor]]:

@@ -104,11 +104,13 @@ class FeatureScaler:
     def transform(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
         """Rows of named features -> (n x k) standardised values clipped to +-clip (missing -> 0;
         see `presence` for which are missing)."""
-        return np.nan_to_num(np.clip(self.zscores(rows), -self.clip, self.clip), nan=0.0)
+        out: np.ndarray = np.nan_to_num(np.clip(self.zscores(rows), -self.clip, self.clip), nan=0.0)
+        return out
 
     def presence(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
         """(n x k): 1 where the row has a finite value of the feature, else 0."""
-        return np.isfinite(self.zscores(rows)).astype(float)
+        out: np.ndarray = np.isfinite(self.zscores(rows)).astype(float)
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -215,8 +217,8 @@ def pad_prefixes(prefixes: Sequence[Sequence[float]], curve_len: int) -> tuple[T
     mask = np.zeros((n, curve_len))
     if curve_len == 0:
         return torch.as_tensor(values, dtype=DTYPE), torch.as_tensor(mask, dtype=DTYPE)
-    for i, p in enumerate(prefixes):
-        p = np.asarray(p, dtype=float)[-curve_len:]
+    for i, prefix in enumerate(prefixes):
+        p = np.asarray(prefix, dtype=float)[-curve_len:]
         k = len(p)
         values[i, :k] = np.nan_to_num(p, nan=0.0)
         mask[i, :k] = 1.0
@@ -264,7 +266,8 @@ class CurveEncoder(nn.Module):
         n = values.shape[0]
         summary = torch.zeros(n, self.proj.in_features, dtype=values.dtype)
         if self.curve_len == 0:
-            return self.proj(summary)
+            out: Tensor = self.proj(summary)
+            return out
         seen = mask > 0.5  # (n x L)
         k = seen.sum(dim=1)  # observed epochs
         rows = torch.nonzero(k > 0).squeeze(1)
@@ -283,7 +286,8 @@ class CurveEncoder(nn.Module):
             best = v.masked_fill(~sn, 0.0).amax(dim=1, keepdim=True)
             frac = (kr.to(values.dtype) / self.curve_len)[:, None]  # relative to the full length
             summary = summary.index_put((rows,), torch.cat([pooled, last, best, frac], dim=1))
-        return self.proj(summary)
+        out = self.proj(summary)
+        return out
 
 
 class FeatureExtractor(nn.Module):
@@ -329,7 +333,8 @@ class FeatureExtractor(nn.Module):
         parts.append(self.curve_net(lay.curve(x), lay.mask(x)))
         b = lay.budget(x).clamp(min=1e-6)
         parts.append(torch.stack([b, 1.0 + torch.log(b) / self.log_horizon], dim=1))
-        return self.head(torch.cat(parts, dim=1))
+        out: Tensor = self.head(torch.cat(parts, dim=1))
+        return out
 
 
 class CostNet(nn.Module):
@@ -357,4 +362,5 @@ class CostNet(nn.Module):
         m = lay.model(static)
         m = torch.where((m >= 0) & (m < self.n_models), m, torch.full_like(m, self.n_models))
         z = torch.cat([lay.hp(static), self.model_emb(m), lay.desc(static), lay.meta(static)], dim=1)
-        return self.net(z).squeeze(-1) * self.log_std + self.log_mean
+        out: Tensor = self.net(z).squeeze(-1) * self.log_std + self.log_mean
+        return out

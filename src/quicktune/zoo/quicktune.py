@@ -128,7 +128,7 @@ class Zoo:
                    str(d.get("attribution", ATTRIBUTION)), dict(d.get("info", {})))
 
     @classmethod
-    def from_surrogate(cls, surrogate: Any) -> Zoo | None:
+    def from_surrogate(cls, surrogate: object) -> Zoo | None:
         """The zoo a surrogate checkpoint carries (None for a surrogate without one)."""
         d = (getattr(surrogate, "info", {}) or {}).get("zoo")
         return cls.from_dict(d) if d else None

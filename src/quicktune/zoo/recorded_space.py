@@ -47,7 +47,7 @@ def _key(v: Any) -> str:
 def _record(c: Config) -> dict[str, Any]:
     # lr is re-derived from the stored ELR: round away the float noise of ELR * (1 - momentum).
     return {"lr": float(f"{c.lr:.8g}"), "momentum": c.momentum, "weight_decay": c.weight_decay, "optimizer": c.optimizer,
-            **{k: v for k, v in c.extras if k != "optimizer"}}
+            **{k: v for k, v in c.extra_items() if k != "optimizer"}}
 
 
 def _sort(values: list[Any]) -> list[Any]:
@@ -195,7 +195,7 @@ class RecordedSpace:
         drawn = [self.sample_hyperparameters("", rng) for _ in range(n)]
         for m in models:
             for hps in drawn:
-                fitted = {}
+                fitted: dict[str, Any] = {}
                 for h in self.order():
                     allowed = self.allowed(h, fitted, m)
                     v = hps[h]

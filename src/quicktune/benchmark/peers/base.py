@@ -92,7 +92,7 @@ class CandidateIndex:
         self._weights = np.array([_MODEL_WEIGHT if k == MODEL else _CAT_WEIGHT for k in self.categorical_names])
 
     def __len__(self) -> int:
-        return self.numeric.shape[0]
+        return int(self.numeric.shape[0])
 
     def point(self, config_id: int) -> dict[str, Any]:
         """Candidate `config_id` as a point of the domain (name -> value)."""
@@ -183,7 +183,7 @@ class PeerOptimizer(Optimizer):
         self._job = job
         return Trial(job.config_id, job.epoch, restart=restart)
 
-    def tell(self, observation: Observation) -> None:
+    def tell(self, observation: Observation) -> None:  # type: ignore[override]  # the base class's wrapper adds (trial, score=, seconds=)
         super().tell(observation)
         job, self._job = self._job, None
         if job is None or job.config_id != observation.trial.config_id:

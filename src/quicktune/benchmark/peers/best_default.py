@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -28,7 +29,14 @@ from quicktune.benchmark.peers.base import MODEL, Job, PeerOptimizer
 from quicktune.protocol import Observation
 from quicktune.space import Config, SearchSpace
 
-DEFAULT = {"optimizer": "adamw", "elr": 1e-3, "weight_decay": 0.01, "sched": "cosine"}
+class _Default(TypedDict):
+    optimizer: str
+    elr: float
+    weight_decay: float
+    sched: str
+
+
+DEFAULT: _Default = {"optimizer": "adamw", "elr": 1e-3, "weight_decay": 0.01, "sched": "cosine"}
 
 
 @lru_cache(maxsize=None)

@@ -69,7 +69,7 @@ def features(configs: Sequence[Config], dataset_features: dict[str, float]) -> p
     for c in configs:
         row: dict[str, Any] = {"model": c.model, "log10_elr": math.log10(c.elr),
                                "log10_weight_decay": math.log10(max(c.weight_decay, 1e-6)), "momentum": c.momentum}
-        for k, v in c.extras:
+        for k, v in c.extra_items():
             row[k] = v if isinstance(v, str) else float(v)
         row.update({f"meta_{k}": float(v) for k, v in dataset_features.items()})
         rows.append(row)
@@ -86,7 +86,8 @@ def _curves(perf: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     out = perf.copy()
     inside = np.arange(perf.shape[1])[None, :] < np.asarray(lengths)[:, None]
     out[inside & np.isnan(out)] = 0.0
-    return out
+    curves: np.ndarray = out
+    return curves
 
 
 def cache_path(fold: FoldContext) -> Path:
@@ -106,7 +107,7 @@ def _contained(home: Path) -> Iterator[None]:
     from sklearn.compose import ColumnTransformer
     from torch.utils.data import DataLoader
 
-    def loader(*args: Any, **kwargs: Any) -> DataLoader:
+    def loader(*args: Any, **kwargs: Any) -> DataLoader[Any]:
         kwargs["num_workers"] = 0
         return DataLoader(*args, **kwargs)
 

@@ -13,7 +13,7 @@ from quicktune.protocol import Observation
 from quicktune.space import SearchSpace
 
 
-def _never_called(config, seed: int = 0, budget: float = 1.0) -> float:  # pragma: no cover - ask/tell only
+def _never_called(config: object, seed: int = 0, budget: float = 1.0) -> float:  # pragma: no cover - ask/tell only
     raise RuntimeError("the replay benchmark drives SMAC by ask/tell")
 
 
@@ -30,7 +30,9 @@ class SMACPeer(PeerOptimizer):
         self._tmp = tempfile.TemporaryDirectory(prefix="quicktune-smac-")
         scenario = Scenario(
             self.domain.configspace(seed), deterministic=True, n_trials=10**8, walltime_limit=float("inf"),
-            min_budget=1, max_budget=max_epochs, seed=seed, output_directory=self._tmp.name,
+            # a str, as always: SMAC names the run by a hash of str(scenario.__dict__), so a Path here
+            # would rename it (SMAC joins the str with Path / ... fine)
+            min_budget=1, max_budget=max_epochs, seed=seed, output_directory=self._tmp.name,  # type: ignore[arg-type]
         )
         self.smac = MultiFidelityFacade(
             scenario, _never_called, intensifier=MultiFidelityFacade.get_intensifier(scenario, eta=3),
