@@ -124,6 +124,29 @@ def sample_rows(
     return x, y, runs, t
 
 
+def zero_shot_rows(
+    surrogate: Surrogate, arrays: TaskArrays, x: Tensor, runs: np.ndarray, rng: np.random.Generator
+) -> tuple[Tensor, Tensor]:
+    """The zero-shot version of a batch: the same runs (x's static inputs, so the same hidden model
+    and feature groups) with an empty prefix at an epoch t drawn uniformly from 1..max_epochs, and
+    the accuracy the run had reached by then: (x0: (B x width), y0: (B,)).
+
+    A run recorded for fewer than t epochs keeps its last accuracy: in the Quick-Tune
+    meta-dataset a third of the runs stop after one epoch near chance (diverged or crashed, in a
+    few seconds), and a zero-shot prediction "after N epochs" that only ever saw the runs that
+    survived to N would rank exactly those configs first. Time-limited runs, cut while still
+    improving, are slightly underestimated by the same rule.
+    """
+    T = surrogate.max_epochs
+    t = rng.integers(1, T + 1, size=len(runs))
+    reached = np.minimum(t, arrays.lengths[runs])
+    y0 = torch.as_tensor(arrays.perf[runs, reached - 1], dtype=DTYPE)
+    L = surrogate.layout.curve_len
+    empty = torch.zeros(len(runs), L, dtype=DTYPE)
+    x0 = surrogate.layout.pack(x[:, : surrogate.layout.static_dim], torch.as_tensor(t / T, dtype=DTYPE), empty, empty)
+    return x0, y0
+
+
 def mask_feature_groups(surrogate: Surrogate, static: Tensor, rng: np.random.Generator, p: float) -> Tensor:
     """A copy of static inputs (n x static_dim) with each feature group of each row hidden with
     probability p: its standardised values and its presence indicators set to 0."""
@@ -290,6 +313,7 @@ def meta_train(
     feature_dropout: float = 0.2,
     cost_weight: float = 1.0,
     mean_weight: float = 1.0,
+    zero_shot_weight: float = 1.0,
     model_descriptors: Mapping[str, Mapping[str, float]] | None = None,
     progress: bool = False,
     callback: Callable[[int, dict[str, float]], None] | None = None,
@@ -303,7 +327,11 @@ def meta_train(
     Each step: a batch of `batch_size` rows from one dataset (`sample_rows`), loss = -MLL of the
     GP on the batch + `mean_weight` * the prior mean's squared error (normalised by the batch
     variance: the prior mean alone is the zero-shot prediction) + `cost_weight` * the cost net's
-    squared error in standardised log seconds. Adam with a cosine-decayed learning rate.
+    squared error in standardised log seconds + `zero_shot_weight` * the Gaussian NLL of the same
+    rows with their curve prefixes removed (`DeepKernelGP.zero_shot`: the prediction for a dataset
+    with no observation yet, at every epoch; without it only the rare rows with an empty prefix
+    teach the zero-shot level, and nothing teaches its dataset-shift variance). Adam with a
+    cosine-decayed learning rate.
     early_bias: share of rows whose epoch is drawn log-uniformly (early epochs are where a
     time-boxed search decides, and where curves move most); prefix_dropout / model_dropout /
     feature_dropout: see `sample_rows`. Defaults are the settings the replay benchmark validated.
@@ -373,6 +401,10 @@ def meta_train(
                     # The prior mean alone is the zero-shot prediction (no target data yet): fit
                     # it directly too, or the kernel absorbs what the mean should learn.
                     loss = loss + mean_weight * ((prior.mean - y) ** 2).mean() / y.var().clamp_min(1e-4)
+                if zero_shot_weight > 0:
+                    x0, y0 = zero_shot_rows(surrogate, arrays, x, runs, rng)
+                    m0, v0 = gp.zero_shot(x0)
+                    loss = loss + zero_shot_weight * 0.5 * ((y0 - m0) ** 2 / v0 + torch.log(v0)).mean()
                 lc = torch.as_tensor(arrays.log_cost[runs, t - 1], dtype=DTYPE)
                 ok = torch.isfinite(lc)
                 if cost_weight > 0 and bool(ok.any()):
@@ -411,7 +443,7 @@ def meta_train(
     surrogate.info.update(
         {
             "seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr, "best_step": best_step,
-            "feature_dropout": feature_dropout, "skipped_steps": skipped,
+            "feature_dropout": feature_dropout, "zero_shot_weight": zero_shot_weight, "skipped_steps": skipped,
             "train_datasets": train_names, "val_datasets": val_names, "val_metrics": val_metrics,
             "untrained_val_metrics": untrained, "seconds": seconds,
         }
