@@ -65,3 +65,15 @@ def test_refit_improves_the_fit_and_can_restart_from_given_weights(table):
     refit(s, ep.context_x, ep.context_y, steps=0, start=start)
     assert all(torch.equal(v, start["gp"][k]) for k, v in s.gp.state_dict().items())
     assert math.isfinite(evaluate(s, [ep])["nll"])
+
+
+def test_a_refit_step_that_turns_the_weights_nan_without_raising_restores_the_start(table):
+    res = _train(table, steps=40)
+    s = res.surrogate
+    arrays = task_arrays(s, table.task("d2"))
+    ep = make_episodes(s, arrays, __import__("numpy").random.default_rng(0), n_episodes=1)[0]
+    start = s.weights()
+    y = ep.context_y.clone()
+    y[0] = float("nan")  # a NaN loss: Adam then writes NaN into every weight, and nothing raises
+    assert math.isnan(refit(s, ep.context_x, y, steps=3, lr=1e-2, start=start))
+    assert all(torch.equal(v, start["gp"][k]) for k, v in s.gp.state_dict().items())

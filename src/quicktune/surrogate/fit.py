@@ -524,7 +524,11 @@ def refit(
             loss.backward()
             opt.step()
             value = float(loss.detach())
-    except _NUMERIC_ERRORS:
+            # A step can fail without raising: a NaN loss or gradient leaves NaN weights, and the
+            # next posterior's Cholesky fails on every entry. Same failure, same remedy.
+            if not math.isfinite(value) or not all(bool(torch.isfinite(p).all()) for p in params):
+                raise FloatingPointError(f"refit step gave loss {value}")
+    except (*_NUMERIC_ERRORS, FloatingPointError):
         surrogate.load_weights(before)
         value = math.nan
     gp.eval()
