@@ -173,7 +173,7 @@ def model_sizes(name: str, table) -> dict[str, float]:
 
         zoo = Zoo.from_surrogate(load_surrogate("quicktune"))  # facts recorded from timm's registry
         return {m: zoo.facts[zoo.aliases.get(m, m)]["n_params"] for m in table.models}
-    from quicktune.surrogate.provenance import hub_descriptors
+    from quicktune.hub import model_descriptors as hub_descriptors
 
     desc = hub_descriptors(table.models, _shared() / "weights")
     return {m: 10 ** desc[m]["log10_params"] for m in table.models if m in desc}

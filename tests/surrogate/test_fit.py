@@ -67,3 +67,25 @@ def test_refit_improves_the_fit_and_can_restart_from_given_weights(table):
     refit(s, ep.context_x, ep.context_y, steps=0, start=start)
     assert all(torch.equal(v, start["gp"][k]) for k, v in s.gp.state_dict().items())
     assert math.isfinite(evaluate(s, [ep])["nll"])
+
+
+
+def test_a_refit_step_that_turns_the_weights_nan_without_raising_restores_the_start(table, monkeypatch):
+    res = _train(table, steps=40)
+    s = res.surrogate
+    arrays = task_arrays(s, table.task("d2"))
+    ep = make_episodes(s, arrays, __import__("numpy").random.default_rng(0), n_episodes=1)[0]
+    start = s.weights()
+    step = torch.optim.Adam.step
+
+    def nan_step(self, *a, **k):  # what a NaN gradient does: the weights become NaN, nothing raises
+        out = step(self, *a, **k)
+        with torch.no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    p.fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", nan_step)
+    assert math.isnan(refit(s, ep.context_x, ep.context_y, steps=1, lr=1e-2, start=start))
+    assert all(torch.equal(v, start["gp"][k]) for k, v in s.gp.state_dict().items())

@@ -42,7 +42,7 @@ def configure(meta_train: dict[str, Any] | None = None, optimizer: dict[str, Any
 
 
 # Bump when meta-training code changes what it produces, so stale cached checkpoints are not reused.
-CACHE_VERSION = 3  # 3: surrogate checkpoint format 2 (feature masking, clipping; issue 10)
+CACHE_VERSION = 4  # 3: surrogate checkpoint format 2 (feature masking, clipping; issue 10); 4: zero-shot loss, dataset shift
 
 
 def surrogate_path(fold: FoldContext) -> Path:

@@ -107,6 +107,29 @@ def sample_rows(
     return x, y, runs, t
 
 
+def zero_shot_rows(
+    surrogate: Surrogate, arrays: TaskArrays, x: Tensor, runs: np.ndarray, rng: np.random.Generator
+) -> tuple[Tensor, Tensor]:
+    """The zero-shot version of a batch: the same runs (x's static inputs, so the same hidden model
+    and feature groups) with an empty prefix at an epoch t drawn uniformly from 1..max_epochs, and
+    the accuracy the run had reached by then: (x0: (B x width), y0: (B,)).
+
+    A run recorded for fewer than t epochs keeps its last accuracy: in the Quick-Tune
+    meta-dataset a third of the runs stop after one epoch near chance (diverged or crashed, in a
+    few seconds), and a zero-shot prediction "after N epochs" that only ever saw the runs that
+    survived to N would rank exactly those configs first. Time-limited runs, cut while still
+    improving, are slightly underestimated by the same rule.
+    """
+    T = surrogate.max_epochs
+    t = rng.integers(1, T + 1, size=len(runs))
+    reached = np.minimum(t, arrays.lengths[runs])
+    y0 = torch.as_tensor(arrays.perf[runs, reached - 1], dtype=DTYPE)
+    L = surrogate.layout.curve_len
+    empty = torch.zeros(len(runs), L, dtype=DTYPE)
+    x0 = surrogate.layout.pack(x[:, : surrogate.layout.static_dim], torch.as_tensor(t / T, dtype=DTYPE), empty, empty)
+    return x0, y0
+
+
 def mask_feature_groups(surrogate: Surrogate, static: Tensor, rng: np.random.Generator, p: float) -> Tensor:
     """A copy of static inputs (n x static_dim) with each feature group of each row hidden with
     probability p: its standardised values and its presence indicators set to 0."""

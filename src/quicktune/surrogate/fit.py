@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import gpytorch
 import numpy as np
@@ -26,7 +26,7 @@ from torch import Tensor
 
 from quicktune.metadataset.tabular import CurveTable
 from quicktune.space import SearchSpace
-from quicktune.surrogate.batches import make_episodes, sample_rows, task_arrays
+from quicktune.surrogate.batches import make_episodes, sample_rows, task_arrays, zero_shot_rows
 from quicktune.surrogate.gp import Surrogate
 from quicktune.surrogate.nets import DTYPE, NetConfig
 from quicktune.surrogate.scoring import NUMERIC_ERRORS, cost_rmse, evaluate
@@ -89,6 +89,7 @@ def meta_train(
     feature_dropout: float = 0.2,
     cost_weight: float = 1.0,
     mean_weight: float = 1.0,
+    zero_shot_weight: float = 1.0,
     model_descriptors: Mapping[str, Mapping[str, float]] | None = None,
     progress: bool = False,
     callback: Callable[[int, dict[str, float]], None] | None = None,
@@ -102,7 +103,11 @@ def meta_train(
     Each step: a batch of `batch_size` rows from one dataset (`sample_rows`), loss = -MLL of the
     GP on the batch + `mean_weight` * the prior mean's squared error (normalised by the batch
     variance: the prior mean alone is the zero-shot prediction) + `cost_weight` * the cost net's
-    squared error in standardised log seconds. Adam with a cosine-decayed learning rate.
+    squared error in standardised log seconds + `zero_shot_weight` * the Gaussian NLL of the same
+    rows with their curve prefixes removed (`DeepKernelGP.zero_shot`: the prediction for a dataset
+    with no observation yet, at every epoch; without it only the rare rows with an empty prefix
+    teach the zero-shot level, and nothing teaches its dataset-shift variance). Adam with a
+    cosine-decayed learning rate.
     early_bias: share of rows whose epoch is drawn log-uniformly (early epochs are where a
     time-boxed search decides, and where curves move most); prefix_dropout / model_dropout /
     feature_dropout: see `sample_rows`. Defaults are the settings the replay benchmark validated.
@@ -138,8 +143,8 @@ def meta_train(
     # Standardise the cost net's targets once, from the training datasets.
     all_log_cost = np.concatenate([a.log_cost[np.isfinite(a.log_cost)] for a in train_arrays])
     if len(all_log_cost):
-        surrogate.cost_net.log_mean.fill_(float(all_log_cost.mean()))
-        surrogate.cost_net.log_std.fill_(float(max(all_log_cost.std(), 1e-3)))
+        cast(Tensor, surrogate.cost_net.log_mean).fill_(float(all_log_cost.mean()))
+        cast(Tensor, surrogate.cost_net.log_std).fill_(float(max(all_log_cost.std(), 1e-3)))
 
     untrained = evaluate(surrogate, episodes) if episodes else {}
     gp = surrogate.gp
@@ -159,8 +164,8 @@ def meta_train(
         task_id = bar.add_task("meta-training", total=steps, status="") if bar else None
         for step in range(1, steps + 1):
             arrays = train_arrays[int(rng.integers(len(train_arrays)))]
-            x, y, runs, t = sample_rows(surrogate, arrays, rng, batch_size, prefix_dropout, model_dropout, early_bias,
-                                        feature_dropout)
+            x, y, runs, epochs = sample_rows(surrogate, arrays, rng, batch_size, prefix_dropout, model_dropout,
+                                             early_bias, feature_dropout)
             gp.train()
             surrogate.cost_net.train()
             gp.condition(x, y)
@@ -172,7 +177,11 @@ def meta_train(
                     # The prior mean alone is the zero-shot prediction (no target data yet): fit
                     # it directly too, or the kernel absorbs what the mean should learn.
                     loss = loss + mean_weight * ((prior.mean - y) ** 2).mean() / y.var().clamp_min(1e-4)
-                lc = torch.as_tensor(arrays.log_cost[runs, t - 1], dtype=DTYPE)
+                if zero_shot_weight > 0:
+                    x0, y0 = zero_shot_rows(surrogate, arrays, x, runs, rng)
+                    m0, v0 = gp.zero_shot(x0)
+                    loss = loss + zero_shot_weight * 0.5 * ((y0 - m0) ** 2 / v0 + torch.log(v0)).mean()
+                lc = torch.as_tensor(arrays.log_cost[runs, epochs - 1], dtype=DTYPE)
                 ok = torch.isfinite(lc)
                 if cost_weight > 0 and bool(ok.any()):
                     pred = surrogate.cost_net(x[ok][:, : surrogate.layout.static_dim])
@@ -210,7 +219,7 @@ def meta_train(
     surrogate.info.update(
         {
             "seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr, "best_step": best_step,
-            "feature_dropout": feature_dropout, "skipped_steps": skipped,
+            "feature_dropout": feature_dropout, "zero_shot_weight": zero_shot_weight, "skipped_steps": skipped,
             "train_datasets": train_names, "val_datasets": val_names, "val_metrics": val_metrics,
             "untrained_val_metrics": untrained, "seconds": seconds,
         }
@@ -218,7 +227,7 @@ def meta_train(
     return MetaTrainResult(surrogate, train_names, val_names, best_step, val_metrics, untrained, history, seconds)
 
 
-def _status(record: Mapping[str, float], best: tuple) -> str:
+def _status(record: Mapping[str, float], best: tuple[Any, ...]) -> str:
     s = f"loss {record['train_loss']:.3f}"
     if "val_nll" in record:
         s += f" val nll {record['val_nll']:.3f} rho {record['val_spearman']:.2f} (best @ {best[1]})"
@@ -236,7 +245,7 @@ class _NoBar:
         return None
 
 
-def _progress(enabled: bool, total: int):
+def _progress(enabled: bool, total: int) -> Any:  # a rich Progress, or a falsy stand-in when disabled
     if not enabled:
         return _NoBar()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -291,7 +300,11 @@ def refit(
             loss.backward()
             opt.step()
             value = float(loss.detach())
-    except NUMERIC_ERRORS:
+            # A step can fail without raising: a NaN loss or gradient leaves NaN weights, and the
+            # next posterior's Cholesky fails on every entry. Same failure, same remedy.
+            if not math.isfinite(value) or not all(bool(torch.isfinite(p).all()) for p in params):
+                raise FloatingPointError(f"refit step gave loss {value}")
+    except (*NUMERIC_ERRORS, FloatingPointError):
         surrogate.load_weights(before)
         value = math.nan
     gp.eval()

@@ -38,8 +38,9 @@ from quicktune.surrogate.nets import DTYPE, CostNet, FeatureExtractor, FeatureSc
 
 CHECKPOINT_FORMAT = "quicktune-surrogate"
 _EDGE = 0.005  # logit of the last value is taken of it clamped to [_EDGE, 1 - _EDGE]
+_NO_SHIFT = -40.0  # raw value of a dataset-shift variance of softplus(-40) ~ 4e-18: none
 _MIN_SCALE = 0.1  # the kernel scale never drops below this (a chance-level or perfect mean)
-CHECKPOINT_VERSION = 2  # 2: feature presence columns, clipped features, bounded mean
+CHECKPOINT_VERSION = 3  # 2: feature presence columns, clipped features, bounded mean; 3: dataset shift
 
 
 class DeepKernelGP(gpytorch.models.ExactGP):  # type: ignore[misc]  # (gpytorch is untyped: ExactGP is Any)
@@ -61,6 +62,13 @@ class DeepKernelGP(gpytorch.models.ExactGP):  # type: ignore[misc]  # (gpytorch 
         )
         base = gpytorch.kernels.MaternKernel(nu=2.5) if kernel == "matern" else gpytorch.kernels.RBFKernel()
         self.covar_module = gpytorch.kernels.ScaleKernel(base)
+        # Dataset shift: how far a new dataset's accuracies sit from where the learned mean puts
+        # them, shared by every unstarted config of that dataset (a constant kernel on the rows
+        # with an empty prefix). The Matern part only knows the spread between configs of the
+        # datasets meta-training saw; without this term zero-shot intervals are too narrow on a
+        # dataset unlike them. Observing some configs' first epoch on the target shrinks it.
+        self.register_parameter("raw_shift", torch.nn.Parameter(torch.tensor(-3.0)))
+        self.register_constraint("raw_shift", gpytorch.constraints.Positive())
         # Start from values on the scale of accuracies in [0, 1] (gpytorch's defaults, noise and
         # outputscale 0.69, would cost many meta-training steps just to shrink).
         self.likelihood.noise = 1e-3
@@ -97,14 +105,45 @@ class DeepKernelGP(gpytorch.models.ExactGP):  # type: ignore[misc]  # (gpytorch 
             return torch.ones_like(mean)
         return (2.0 * torch.sqrt(mean * (1.0 - mean))).clamp_min(_MIN_SCALE)
 
+    @property
+    def shift(self) -> Tensor:
+        """() the dataset-shift variance (of the logit-free accuracy, before the per-row scale)."""
+        shift: Tensor = self.raw_shift_constraint.transform(self.raw_shift)
+        return shift
+
+    def _unstarted(self, x: Tensor) -> Tensor:
+        """(n,) 1.0 for rows with an empty curve prefix (an unstarted config), else 0.0."""
+        lay = self.extractor.layout
+        if not lay.curve_len:
+            return torch.ones(x.shape[0], dtype=x.dtype)
+        return (~(lay.mask(x) > 0.5).any(dim=1)).to(x.dtype)
+
+    def _shift_factor(self, x: Tensor, g: Tensor) -> Tensor:
+        """(n,) each row's loading on the dataset-shift term: g for unstarted rows, 0 otherwise."""
+        return g * self._unstarted(x) if self.mean_kind != "constant" else torch.zeros_like(g)
+
     def forward(self, x: Tensor) -> gpytorch.distributions.MultivariateNormal:
         z = self.extractor(x)
         mean = self._prior_mean(x, z)
         g = self._scale(mean)
+        u = self._shift_factor(x, g)
         # A linear operator, not a dense tensor: torch's MultivariateNormal would factorise the
         # noise-free prior covariance at once, which fails on near-duplicate rows.
-        covar = to_linear_operator(self.covar_module(z).to_dense() * g[:, None] * g[None, :])
+        covar = to_linear_operator(
+            self.covar_module(z).to_dense() * g[:, None] * g[None, :] + self.shift * u[:, None] * u[None, :]
+        )
         return gpytorch.distributions.MultivariateNormal(mean, covar)
+
+    def zero_shot(self, x0: Tensor) -> tuple[Tensor, Tensor]:
+        """Prior mean and variance (incl. observation noise) of rows x0 (n x width) with empty
+        curve prefixes: what a dataset with no observation yet predicts, ((n,), (n,)).
+        Differentiable (meta-training fits it); `posterior` with no data gives the same numbers
+        (without the noise)."""
+        z = self.extractor(x0)
+        mean = self._prior_mean(x0, z)
+        g = self._scale(mean)
+        var = self.covar_module.outputscale * g * g + self.shift * self._shift_factor(x0, g) ** 2
+        return mean, var + self.likelihood.noise
 
     def condition(self, x: Tensor | None, y: Tensor | None) -> None:
         """Use (x: (n x width), y: (n,)) as the training data (None, None: the prior)."""
@@ -126,18 +165,20 @@ class DeepKernelGP(gpytorch.models.ExactGP):  # type: ignore[misc]  # (gpytorch 
             z = self.extractor(x)
             mean = self._prior_mean(x, z)
             g = self._scale(mean)
-            var = self.covar_module(z, diag=True) * g * g
+            u = self._shift_factor(x, g)
+            var = self.covar_module(z, diag=True) * g * g + self.shift * u * u
             if self.train_inputs is None or self.train_targets is None or len(self.train_targets) == 0:
                 return mean, var.clamp_min(0.0)
             x_tr, y_tr = self.train_inputs[0], self.train_targets
             z_tr = self.extractor(x_tr)
             mean_tr = self._prior_mean(x_tr, z_tr)
             g_tr = self._scale(mean_tr)
-            K = self.covar_module(z_tr).to_dense() * g_tr[:, None] * g_tr[None, :]
+            u_tr = self._shift_factor(x_tr, g_tr)
+            K = self.covar_module(z_tr).to_dense() * g_tr[:, None] * g_tr[None, :] + self.shift * u_tr[:, None] * u_tr[None, :]
             K = K + self.likelihood.noise * torch.eye(len(y_tr), dtype=K.dtype)
             L = psd_safe_cholesky(K)
             alpha = torch.cholesky_solve((y_tr - mean_tr).unsqueeze(-1), L)  # (n x 1)
-            Ks = self.covar_module(z, z_tr).to_dense() * g[:, None] * g_tr[None, :]  # (m x n)
+            Ks = self.covar_module(z, z_tr).to_dense() * g[:, None] * g_tr[None, :] + self.shift * u[:, None] * u_tr[None, :]
             v = torch.linalg.solve_triangular(L, Ks.T, upper=False)  # (n x m)
             return mean + (Ks @ alpha).squeeze(-1), (var - (v * v).sum(dim=0)).clamp_min(0.0)
 
@@ -292,9 +333,9 @@ class Surrogate:
     def from_state_dict(cls, state: Mapping[str, Any]) -> Surrogate:
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"not a quicktune surrogate checkpoint (format={state.get('format')!r})")
-        if state.get("version") != CHECKPOINT_VERSION:
+        if state.get("version") not in (2, CHECKPOINT_VERSION):
             raise ValueError(
-                f"surrogate checkpoint version {state.get('version')!r} is not supported; expected {CHECKPOINT_VERSION}"
+                f"surrogate checkpoint version {state.get('version')!r} is not supported; expected 2 or {CHECKPOINT_VERSION}"
             )
         s = cls(
             space_state=state["space_state"],
@@ -307,7 +348,10 @@ class Surrogate:
             mean=state["mean"],
             info=state.get("info", {}),
         )
-        s.gp.load_state_dict(state["gp_state"])
+        gp_state = dict(state["gp_state"])
+        if state["version"] == 2:  # before the dataset-shift term: a version-2 GP is one whose shift is 0
+            gp_state.setdefault("raw_shift", torch.tensor(_NO_SHIFT, dtype=DTYPE))
+        s.gp.load_state_dict(gp_state)
         s.cost_net.load_state_dict(state["cost_state"])
         return s
 
