@@ -69,3 +69,21 @@ def test_sgd_family_with_momentum_uses_elr_and_records_the_optimizer(optimizer):
 def test_plain_sgd_is_the_default_and_is_not_stored_as_an_extra():
     c = Config.from_lr("m", 0.01, momentum=0.9)
     assert c.optimizer == "sgd" and c.extras == ()
+
+
+def test_an_extra_some_configs_leave_out_is_told_apart_from_its_lowest_recorded_value():
+    # v2's runs: warm-up 1 on some, absent (= no warm-up) on others; L2-SP 0.01 / 0.1 / absent.
+    plain = Config("m", 0.1, 1e-4, 0.9)
+    warm = Config("m", 0.1, 1e-4, 0.9, extras=(("warmup_epochs", 1),))
+    sp1, sp2 = (Config("m", 0.1, 1e-4, 0.9, extras=(("sp_reg", v),)) for v in (0.01, 0.1))
+    space = SearchSpace([plain, warm, sp1, sp2])
+    assert space.extra_spec["warmup_epochs"]["optional"] and space.extra_spec["sp_reg"]["optional"]
+    enc = space.encode()
+    assert len({tuple(row.tolist()) for row in enc}) == 4  # every config encodes differently
+    assert space.hp_names[-4:] == ["sp_reg", "sp_reg:set", "warmup_epochs", "warmup_epochs:set"]
+    # A space whose configs all carry the extra encodes it as before: no presence column.
+    full = SearchSpace([sp1, sp2])
+    assert "sp_reg:set" not in full.hp_names and "optional" not in full.extra_spec["sp_reg"]
+    # The state round trip keeps the rule for new candidates.
+    again = SearchSpace.from_state_dict(space.state_dict(), [plain, warm])
+    assert torch.equal(again.encode(), enc[:2])

@@ -183,7 +183,9 @@ class SearchSpace:
     @staticmethod
     def _infer_extra_spec(configs: Iterable[Config]) -> dict[str, dict[str, Any]]:
         values: dict[str, list[Any]] = {}
+        n = 0
         for c in configs:
+            n += 1
             for k, v in c.extra_items():
                 values.setdefault(k, []).append(v)
         spec: dict[str, dict[str, Any]] = {}
@@ -194,6 +196,11 @@ class SearchSpace:
                 lo, hi = float(arr.min()), float(arr.max())
                 log = bool(lo > 0 and hi / lo > 100.0)
                 spec[k] = {"kind": "numeric", "low": lo, "high": hi, "log": log}
+                if len(vs) < n:
+                    # Some configs leave it out (its off value: no warm-up, no L2-SP, the stem not
+                    # frozen): a presence column tells them apart, where the value column alone
+                    # would encode an absent extra as its lowest recorded value.
+                    spec[k]["optional"] = True
             else:
                 spec[k] = {"kind": "categorical", "choices": sorted({str(v) for v in vs})}
         return spec
@@ -227,6 +234,8 @@ class SearchSpace:
         for k, s in extra_spec.items():
             if s["kind"] == "numeric":
                 names.append(k)
+                if s.get("optional"):
+                    names.append(f"{k}:set")
             else:
                 names.extend(f"{k}={c}" for c in s["choices"])
         return names
@@ -254,6 +263,8 @@ class SearchSpace:
                 if s["log"]:
                     x, lo, hi = np.log10(np.clip(x, lo, hi)), math.log10(lo), math.log10(hi)
                 cols.append(np.clip((x - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros(n))
+                if s.get("optional"):
+                    cols.append(np.array([0.0 if v is None else 1.0 for v in raw]))
             else:
                 for choice in s["choices"]:
                     cols.append(np.array([1.0 if (v is not None and str(v) == choice) else 0.0 for v in raw]))
