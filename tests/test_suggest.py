@@ -427,3 +427,25 @@ def test_a_stop_rule_ends_the_search_and_holds_again_on_resume(setup, tmp_path: 
     more.resume()
     more.run()
     assert more.stop_reason == "every candidate is finished"
+
+
+def test_candidates_cover_the_recipe_dimensions_a_v2_surrogate_knows_and_only_those():
+    from quicktune.metadataset import load_rows
+    from quicktune.metadataset.tabular import CurveTable
+    from quicktune.space import SearchSpace
+
+    runs, feats = load_rows(Path(__file__).resolve().parents[1] / "metadataset" / "v2")
+    table = CurveTable(runs, feats)
+    spec = SearchSpace([c for d in table.datasets for c in table.task(d).configs]).extra_spec
+    plain = qs.make_candidates(["m"], 16, seed=0)
+    assert all(not c.extras for c in plain)  # a v1 surrogate (no extras): the Sobol design alone
+    rich = qs.make_candidates(["m"], 16, seed=0, extra_spec=spec)
+    assert rich[: len(plain)] == plain
+    extras = [dict(c.extras) for c in rich[len(plain):]]
+    assert extras  # recipe points were added
+    seen = {k for e in extras for k in e}
+    assert {"optimizer", "sched", "freeze_embedding", "sp_reg"} <= seen
+    assert {e["sched"] for e in extras if "sched" in e} <= set(spec["sched"]["choices"])
+    # A surrogate that never saw a schedule gets no candidate with one.
+    no_sched = {k: v for k, v in spec.items() if k not in ("sched", "decay_epochs", "decay_rate", "patience_epochs")}
+    assert all("sched" not in dict(c.extras) for c in qs.make_candidates(["m"], 16, seed=0, extra_spec=no_sched))

@@ -64,9 +64,8 @@ def sgd(elr: float, momentum: float = 0.9, **extra: Any) -> dict[str, Any]:
 
 
 def adamw(lr: float, **extra: Any) -> dict[str, Any]:
-    # weight decay is decoupled in AdamW: the same nominal 1e-4 as SGD's is a much weaker pull;
-    # 0.05 is timm's / Kumar et al.'s usual AdamW fine-tuning value.
-    return {"elr": lr, "weight_decay": 0.05, "momentum": 0.9, "optimizer": "adamw", **extra}
+    # weight decay is decoupled in AdamW: the same nominal 1e-4 as SGD's is a much weaker pull.
+    return {"elr": lr, "weight_decay": ADAMW_WEIGHT_DECAY, "momentum": 0.9, "optimizer": "adamw", **extra}
 
 
 def per_model(**extra: Any) -> list[dict[str, Any]]:
@@ -78,9 +77,7 @@ def per_model(**extra: Any) -> list[dict[str, Any]]:
 # (/work/coord/FT_API.md, = the Quick-Tune table's column names): optimizer, freeze_embedding,
 # sched, warmup_epochs, sp_reg; a config without them is exactly a v1 run. With a 5-epoch horizon
 # timm's defaults would never act (step decay_epochs 90, plateau patience 10): set them to fit.
-STEP = {"sched": "step", "decay_epochs": 2, "decay_rate": 0.1}        # x0.1 after epochs 2 and 4
-PLATEAU = {"sched": "plateau", "patience_epochs": 1, "decay_rate": 0.1}  # x0.1 after 1 flat epoch
-COSINE = {"sched": "cosine"}  # timm's per-epoch cosine (v1's, the absent default, is per update)
+from quicktune.design import ADAMW_WEIGHT_DECAY, COSINE, PLATEAU, STEP  # noqa: E402 (after the sys.path line)
 PHASES: dict[str, tuple[list[dict[str, Any]], list[str]]] = {
     # First every new dimension once, against v1's run at the same ELR (a campaign cut short
     # still gives the surrogate every dimension): AdamW, plain SGD, frozen embedding, step,
@@ -104,27 +101,11 @@ N_RANDOM = 4  # random configs over the whole v2 space, the same for every task 
 
 
 def random_configs(n: int, seed: int = 2) -> list[dict[str, Any]]:
-    """`n` random points of the v2 space: optimizer family, ELR (for AdamW: lr) log-uniform over
-    the family's range, weight decay, freeze_embedding, schedule with or without warm-up, sp_reg."""
-    import numpy as np
+    """`n` random points of the v2 space (`quicktune.design.recipe_hyperparameters`: optimizer
+    family, ELR / AdamW lr, freeze_embedding, schedule with or without warm-up, sp_reg)."""
+    from quicktune.design import recipe_hyperparameters
 
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        family = str(rng.choice(["sgd", "momentum-sgd", "adamw"]))
-        lo, hi = (1e-4, 1e-2) if family == "adamw" else (1e-2, 1.0)
-        elr = float(f"{10 ** rng.uniform(np.log10(lo), np.log10(hi)):.3g}")
-        sched = [{}, STEP, PLATEAU, COSINE][int(rng.integers(4))]
-        # v1's own cosine (no sched extra) has no warm-up: only timm's schedules take one
-        extra: dict[str, Any] = {**sched, "warmup_epochs": int(rng.integers(2)) if sched else 0,
-                                 "freeze_embedding": bool(rng.integers(2)),
-                                 "sp_reg": float(rng.choice([0.0, 1e-2, 1e-1]))}
-        extra = {k: v for k, v in extra.items() if v}  # off values stay absent (= v1's defaults)
-        if family == "adamw":
-            out.append(adamw(elr, **extra))
-        else:
-            out.append(sgd(elr, momentum=0.9 if family == "momentum-sgd" else 0.0, **extra))
-    return out
+    return recipe_hyperparameters(n, seed, weight_decay=WD)
 
 DEFAULT_PHASES = ("seed,core,optimizer,freeze-embedding,random,schedule,l2sp,momentum-0-mobilenetv2,"
                   "optimizer-mobilenetv2,compact")

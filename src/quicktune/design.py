@@ -5,6 +5,10 @@
   `collect` samples it at random (`sample_hyperparameters`), `suggest` covers it with a scrambled
   Sobol design (`sobol_hyperparameters`): both read the same ranges, so a surrogate meta-trained
   on collected runs is asked about configs from the region it learned.
+- `recipe_hyperparameters`: random points of the fine-tuner's further dimensions (optimizer
+  family, schedule and warm-up, frozen embedding, L2-SP), the space metadataset/v2 adds; the
+  campaign's `random` phase draws them, and `suggest` adds them to its candidates when the
+  surrogate was meta-trained on runs that vary them.
 - `training_size`: the resolution a model trains at (its input size, capped on a CPU).
 
 Errors are `ValueError`s stating the rule and the value; they name arguments, not CLI options.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -82,6 +87,42 @@ def sobol_hyperparameters(n: int, seed: int = 0, ranges: HyperparameterRanges = 
         wd = 0.0 if b < p0 else 10 ** (lo_w + (b - p0) / (1 - p0) * (hi_w - lo_w))
         mom = float(ranges.momenta[min(int(c * len(ranges.momenta)), len(ranges.momenta) - 1)])
         out.append({"elr": _round(elr), "weight_decay": _round(wd) if wd else 0.0, "momentum": mom})
+    return out
+
+
+# The schedules v2 runs, set to act within its 5-epoch horizon (timm's defaults would never act:
+# step decay_epochs 90, plateau patience 10); a config without `sched` keeps v1's per-update cosine.
+STEP: dict[str, Any] = {"sched": "step", "decay_epochs": 2, "decay_rate": 0.1}  # x0.1 after epochs 2, 4
+PLATEAU: dict[str, Any] = {"sched": "plateau", "patience_epochs": 1, "decay_rate": 0.1}  # x0.1 after 1 flat epoch
+COSINE: dict[str, Any] = {"sched": "cosine"}  # timm's per-epoch cosine
+ADAMW_WEIGHT_DECAY = 0.05  # decoupled: timm's / Kumar et al.'s usual AdamW fine-tuning value
+RECIPE_EXTRAS = ("optimizer", "sched", "decay_epochs", "decay_rate", "patience_epochs", "warmup_epochs",
+                 "freeze_embedding", "sp_reg")
+
+
+def recipe_hyperparameters(n: int, seed: int = 2, weight_decay: float = 1e-4) -> list[dict[str, Any]]:
+    """`n` random points of the recipe space (seeded): optimizer family (plain SGD, momentum SGD,
+    AdamW), ELR (for AdamW: lr, which plays its role) log-uniform over the family's range, a
+    schedule with or without one warm-up epoch, freeze_embedding, sp_reg. Off values stay absent,
+    so a point with none of them is a v1 config. `weight_decay` is SGD's; AdamW's is decoupled."""
+    _check_n(n)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        family = str(rng.choice(["sgd", "momentum-sgd", "adamw"]))
+        lo, hi = (1e-4, 1e-2) if family == "adamw" else (1e-2, 1.0)
+        elr = float(f"{10 ** rng.uniform(np.log10(lo), np.log10(hi)):.3g}")
+        sched = [{}, STEP, PLATEAU, COSINE][int(rng.integers(4))]
+        # v1's own cosine (no sched extra) has no warm-up: only timm's schedules take one
+        extra: dict[str, Any] = {**sched, "warmup_epochs": int(rng.integers(2)) if sched else 0,
+                                 "freeze_embedding": bool(rng.integers(2)),
+                                 "sp_reg": float(rng.choice([0.0, 1e-2, 1e-1]))}
+        extra = {k: v for k, v in extra.items() if v}
+        if family == "adamw":
+            out.append({"elr": elr, "weight_decay": ADAMW_WEIGHT_DECAY, "momentum": 0.9, "optimizer": "adamw", **extra})
+        else:
+            out.append({"elr": elr, "weight_decay": weight_decay, "momentum": 0.9 if family == "momentum-sgd" else 0.0,
+                        **extra})
     return out
 
 

@@ -198,7 +198,7 @@ def suggest_cmd(
         configs = zoo_configs
         surrogate_path = str(surrogate) if surrogate is not None else "quicktune"
     else:
-        configs = qs.make_candidates(model_names, candidates, seed)
+        configs = qs.make_candidates(model_names, candidates, seed, sur.space_state["extra_spec"])
         surrogate_path = str(surrogate) if surrogate is not None else str(qs.DEFAULT_SURROGATE_PATH)
 
     if budget_s == 0:
