@@ -449,3 +449,17 @@ def test_candidates_cover_the_recipe_dimensions_a_v2_surrogate_knows_and_only_th
     # A surrogate that never saw a schedule gets no candidate with one.
     no_sched = {k: v for k, v in spec.items() if k not in ("sched", "decay_epochs", "decay_rate", "patience_epochs")}
     assert all("sched" not in dict(c.extras) for c in qs.make_candidates(["m"], 16, seed=0, extra_spec=no_sched))
+
+
+def test_the_shipped_v2_surrogate_ranks_candidates_over_the_recipe_dimensions():
+    from quicktune.surrogate.shipped import load_surrogate, shipped_surrogates
+
+    if "v2" not in shipped_surrogates():
+        pytest.skip("surrogate_v2.pt is not in this installation")
+    sur = load_surrogate("v2")
+    configs = qs.make_candidates(sur.models[:1], 8, seed=0, extra_spec=sur.space_state["extra_spec"])
+    kinds = {k for c in configs for k, _ in c.extras}
+    assert {"optimizer", "freeze_embedding", "sp_reg"} <= kinds
+    features = qs.TaskFeatures(dataset={}, pairs={}, models={})
+    preds = qs.zero_shot(sur, configs, features, epochs=sur.max_epochs)
+    assert any(p.to_dict()["extras"] for p in preds) and all(0 < p.accuracy < 1 for p in preds)

@@ -42,6 +42,9 @@ class Prediction:
             "predicted_accuracy": self.accuracy, "predicted_accuracy_std": self.std, "epochs": self.epochs,
             "predicted_seconds_per_epoch": self.seconds_per_epoch, "predicted_seconds": self.seconds,
             "predicted_minutes": self.seconds / 60.0,
+            # The recipe beyond (ELR, weight decay, momentum): optimizer, schedule, warm-up, frozen
+            # embedding, L2-SP ... ({} for a plain momentum-SGD config, all a v1 surrogate knows).
+            "extras": dict(c.extras),
         }
 
 
