@@ -1,6 +1,6 @@
 """Quick-Tune on the replay benchmark, its ablations, and the optimizer's per-step overhead.
 
-Part 1 (replay): quicktune, quicktune-no-meta, quicktune-no-cost and random search replayed on the
+Part 1 (replay): quicktune, quicktune-no-zs, quicktune-no-meta, quicktune-no-cost and random search replayed on the
 published Quick-Tune meta-dataset ("extended": 19 Meta-Album datasets, 24 models, up to 50
 epochs), all datasets, a 16 h simulated budget of recorded compute, 5 seeds, 5 leave-datasets-out
 folds: each fold's surrogate is meta-trained only on the other folds' datasets (once per fold,
@@ -34,7 +34,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_METADATASET = REPO.parent / "shared" / "data" / "quicktune-extended"
-METHODS = ["quicktune", "quicktune-no-meta", "quicktune-no-cost", "random"]
+METHODS = ["quicktune", "quicktune-no-zs", "quicktune-no-meta", "quicktune-no-cost", "random"]
 
 
 def run_replay(args: argparse.Namespace, table) -> dict:

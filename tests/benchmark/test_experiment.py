@@ -195,3 +195,32 @@ def test_the_selected_config_and_its_held_out_epoch_are_reported(table, tmp_path
         e = doc[m]
         assert e["optimism"] == pytest.approx(e["selected_acc"] - e["heldout_acc"])
         assert e["optimism_ci95"][0] <= e["optimism"] <= e["optimism_ci95"][1]
+
+
+def test_the_no_zero_shot_ablation_meta_trains_its_own_surrogate(table, tmp_path, monkeypatch):
+    from quicktune.benchmark import qt_method
+
+    seen: list[float | None] = []
+
+    class _Result:
+        def __init__(self, w):
+            self.w = w
+            self.surrogate = self
+
+        def save(self, path):
+            Path(path).write_text(str(self.w))
+
+    def fake_meta_train(train, **kw):
+        seen.append(kw.get("zero_shot_weight"))
+        return _Result(kw.get("zero_shot_weight"))
+
+    import quicktune.surrogate.fit as fit
+
+    monkeypatch.setattr(fit, "meta_train", fake_meta_train)
+    fold = fold_contexts(table, 2, cache_dir=tmp_path)["d0"]
+    get_method("quicktune").prepare_fold(fold)
+    get_method("quicktune-no-zs").prepare_fold(fold)
+    get_method("quicktune-no-zs").prepare_fold(fold)  # cached: not meta-trained again
+    assert seen == [None, 0.0]  # the default keeps meta_train's own weight; the ablation turns it off
+    default, ablation = qt_method.surrogate_path(fold), qt_method.surrogate_path(fold, qt_method.NO_ZERO_SHOT)
+    assert default != ablation and default.read_text() == "None" and ablation.read_text() == "0.0"

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from quicktune.cli import app
-from quicktune.suggest.loading import SHIPPED_SURROGATES
+from quicktune.surrogate.shipped import ASSETS
 from quicktune.zoo import Zoo
 from quicktune.zoo.flags import train_py_flags
 from tests.helpers import make_image_folder
@@ -120,15 +120,15 @@ def test_suggest_zoo_table_and_refusals(built):
     assert bad.exit_code == 2 and "--epochs <= 6" in bad.output
 
 
-@pytest.mark.skipif(not SHIPPED_SURROGATES["quicktune"].is_file(), reason="the shipped Quick-Tune surrogate is not built")
+@pytest.mark.skipif(not (ASSETS / "surrogate_quicktune.pt").is_file(), reason="the shipped Quick-Tune surrogate is not built")
 def test_the_shipped_quicktune_surrogate_ranks_the_24_timm_models(tmp_path, monkeypatch):
     from quicktune.suggest import load_surrogate
 
     s = load_surrogate("quicktune")
     zoo = Zoo.from_surrogate(s)
     assert len(zoo.models) == 24 and zoo.aliases["tf_efficientnet_b4_ns"] == "tf_efficientnet_b4.ns_jft_in1k"
-    assert SHIPPED_SURROGATES["quicktune"].stat().st_size < 400_000
-    assert "BSD" in (SHIPPED_SURROGATES["quicktune"].parent / "QUICKTUNE_METADATASET_LICENSE").read_text()
+    assert (ASSETS / "surrogate_quicktune.pt").stat().st_size < 400_000
+    assert "BSD" in ((ASSETS / "surrogate_quicktune.pt").parent / "QUICKTUNE_METADATASET_LICENSE").read_text()
     data = make_image_folder(tmp_path / "data", classes=5, per_class=8, size=32)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     doc = _json(runner.invoke(app, ["suggest", "--data", str(data), "--zoo", "quicktune", "--json", "--top", "768"]))

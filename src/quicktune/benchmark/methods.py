@@ -142,6 +142,9 @@ METHODS: dict[str, Method] = {
     "quicktune-no-cost": Method("quicktune-no-cost", "quicktune.benchmark.qt_method:quicktune_no_cost",
                                 prepare="quicktune.benchmark.qt_method:prepare",
                                 description="Quick-Tune without the cost model (plain EI)"),
+    "quicktune-no-zs": Method("quicktune-no-zs", "quicktune.benchmark.qt_method:quicktune_no_zero_shot",
+                              prepare="quicktune.benchmark.qt_method:prepare_no_zero_shot",
+                              description="Quick-Tune meta-trained without the zero-shot loss"),
     # Real peers (adapters in quicktune/benchmark/peers/, each package imported lazily; the `peers` extra).
     **{m.name: m for m in (
         Method("qtt", f"{_PEERS}.qtt_peer:make", prepare=f"{_PEERS}.qtt_peer:prepare",

@@ -2,6 +2,8 @@
 
 - "quicktune":         meta-trained surrogate, cost-aware EI.
 - "quicktune-no-cost": the same meta-trained surrogate, plain EI (cost ignored).
+- "quicktune-no-zs":   meta-trained without the zero-shot loss (`meta_train(zero_shot_weight=0)`),
+                       cost-aware EI: what the zero-shot loss costs or buys the search.
 - "quicktune-no-meta": no meta-training (a fresh surrogate trained on the target's observations
                        only, DyHPO-like), cost-aware EI with an observed-cost model.
 
@@ -45,15 +47,20 @@ def configure(meta_train: dict[str, Any] | None = None, optimizer: dict[str, Any
 CACHE_VERSION = 4  # 3: surrogate checkpoint format 2 (feature masking, clipping; issue 10); 4: zero-shot loss, dataset shift
 
 
-def surrogate_path(fold: FoldContext) -> Path:
-    blob = json.dumps({"v": CACHE_VERSION, **META_TRAIN}, sort_keys=True, default=str).encode()
+# The meta-training change of the "quicktune-no-zs" ablation.
+NO_ZERO_SHOT: dict[str, Any] = {"zero_shot_weight": 0.0}
+
+
+def surrogate_path(fold: FoldContext, meta_overrides: dict[str, Any] | None = None) -> Path:
+    blob = json.dumps({"v": CACHE_VERSION, **META_TRAIN, **(meta_overrides or {})}, sort_keys=True,
+                      default=str).encode()
     tag = hashlib.sha256(blob).hexdigest()[:8]
     return Path(fold.cache_dir) / f"quicktune-{fold.key}-{tag}.pt"
 
 
-def prepare(fold: FoldContext) -> None:
+def prepare(fold: FoldContext, meta_overrides: dict[str, Any] | None = None) -> None:
     """Meta-train this fold's surrogate once (skipped when the cached checkpoint exists)."""
-    path = surrogate_path(fold)
+    path = surrogate_path(fold, meta_overrides)
     if path.exists():
         return
     if not fold.train_datasets:
@@ -63,8 +70,13 @@ def prepare(fold: FoldContext) -> None:
     from quicktune.surrogate.fit import meta_train
 
     torch.set_num_threads(1)
-    result = meta_train(fold.train, **META_TRAIN)
+    result = meta_train(fold.train, **{**META_TRAIN, **(meta_overrides or {})})
     result.surrogate.save(path)
+
+
+def prepare_no_zero_shot(fold: FoldContext) -> None:
+    """`prepare` for the "quicktune-no-zs" ablation."""
+    prepare(fold, NO_ZERO_SHOT)
 
 
 @dataclass(frozen=True)
@@ -73,13 +85,15 @@ class QuickTuneFactory:
 
     meta: bool = True
     cost_aware: bool = True
+    zero_shot_loss: bool = True
     overrides: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def __call__(self, space: SearchSpace, max_epochs: int, seed: int, context: MethodContext) -> Optimizer:
         from quicktune.optimizer.quicktune import QuickTune
         from quicktune.surrogate.gp import Surrogate
 
-        surrogate = Surrogate.load(surrogate_path(context.fold)) if self.meta else None
+        meta_overrides = None if self.zero_shot_loss else NO_ZERO_SHOT
+        surrogate = Surrogate.load(surrogate_path(context.fold, meta_overrides)) if self.meta else None
         return QuickTune(
             space, max_epochs, seed,
             surrogate=surrogate,
@@ -93,3 +107,4 @@ class QuickTuneFactory:
 quicktune = QuickTuneFactory(meta=True, cost_aware=True)
 quicktune_no_cost = QuickTuneFactory(meta=True, cost_aware=False)
 quicktune_no_meta = QuickTuneFactory(meta=False, cost_aware=True)
+quicktune_no_zero_shot = QuickTuneFactory(meta=True, cost_aware=True, zero_shot_loss=False)

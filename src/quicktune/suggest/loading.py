@@ -9,16 +9,11 @@ from typing import TYPE_CHECKING
 
 from quicktune.metadataset.schema import FeatureSettings, FinetuneSetting
 from quicktune.suggest.errors import SuggestError
+from quicktune.surrogate.shipped import DEFAULT_SURROGATE_PATH as DEFAULT_SURROGATE_PATH
 
 if TYPE_CHECKING:
     from quicktune.surrogate.gp import Surrogate
 
-DEFAULT_SURROGATE_PATH = Path(__file__).resolve().parents[1] / "assets" / "surrogate_v1.pt"
-# Surrogates shipped in the package, by the name `load_surrogate` accepts.
-SHIPPED_SURROGATES = {
-    "v1": DEFAULT_SURROGATE_PATH,
-    "quicktune": Path(__file__).resolve().parents[1] / "assets" / "surrogate_quicktune.pt",
-}
 # The v1 campaign trained with batch 32 at each model's input size capped at 64 px. A surrogate
 # may record its own training setting in info["finetune"]; these are the fallbacks.
 FALLBACK_BATCH_SIZE = 32

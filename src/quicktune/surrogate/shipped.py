@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from quicktune.surrogate.gp import Surrogate
+if TYPE_CHECKING:  # torch and gpytorch load only when a surrogate does
+    from quicktune.surrogate.gp import Surrogate
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
+# The one place that names the default surrogate (suggest's and the public API's).
 DEFAULT_SURROGATE = "v1"
+DEFAULT_SURROGATE_PATH = ASSETS / f"surrogate_{DEFAULT_SURROGATE}.pt"
 
 
 def shipped_surrogates() -> dict[str, Path]:
@@ -20,6 +24,8 @@ def shipped_surrogates() -> dict[str, Path]:
 def load_surrogate(name_or_path: str | os.PathLike[str] | None = None) -> Surrogate:
     """A shipped surrogate by name (default "v1", meta-trained on the embedded meta-dataset) or a
     checkpoint file. ValueError, one line naming the file, when it is missing or not a surrogate."""
+    from quicktune.surrogate.gp import Surrogate
+
     shipped = shipped_surrogates()
     if name_or_path is None:
         name_or_path = DEFAULT_SURROGATE
