@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from quicktune.durations import format_duration
+from quicktune.finetune.recipe import describe_extras
 
 
 def format_clock(seconds: float) -> str:
@@ -37,7 +38,7 @@ class Dashboard:
         inc = s.incumbent()
         grid.add_row("incumbent", "-" if inc is None else
                      f"{inc['model']}  ELR {inc['elr']:.3g} (lr {inc['lr']:.3g}, m {inc['momentum']:g}, "
-                     f"wd {inc['weight_decay']:.3g})  acc [bold green]{inc['accuracy']:.4f}[/] at epoch {inc['epoch']}")
+                     f"wd {inc['weight_decay']:.3g}{', ' + describe_extras(inc['extras']) if inc.get('extras') else ''})  acc [bold green]{inc['accuracy']:.4f}[/] at epoch {inc['epoch']}")
         if s.steps:
             last = s.steps[-1]
             c = s.configs[last.config_id]
@@ -87,10 +88,15 @@ def _ranking_table(preds: list[Any], top: int, title: str) -> Any:
     table.add_column("model", min_width=12, overflow="fold")
     for name in ("ELR", "lr", "mom.", "wd", "pred. acc", "pred. min"):
         table.add_column(name, justify="right", no_wrap=True)
-    for rank, p in enumerate(preds[:top], start=1):
+    # A surrogate that varies the recipe (v2: optimizer, schedule, frozen embedding, L2-SP) needs
+    # it shown, or an AdamW row reads like momentum SGD; a v1 surrogate's rows have none.
+    recipes = [describe_extras(dict(p.config.extras)) for p in preds[:top]]
+    if any(recipes):
+        table.add_column("recipe", overflow="fold", min_width=8)
+    for rank, (p, recipe) in enumerate(zip(preds[:top], recipes), start=1):
         c = p.config
         table.add_row(str(rank), c.model, f"{c.elr:.3g}", f"{c.lr:.3g}", f"{c.momentum:g}", f"{c.weight_decay:.2g}",
-                      f"{p.accuracy:.3f}±{p.std:.3f}", f"{p.seconds / 60:.1f}")
+                      f"{p.accuracy:.3f}±{p.std:.3f}", f"{p.seconds / 60:.1f}", *([recipe or "-"] if any(recipes) else []))
     return table
 
 
@@ -110,12 +116,16 @@ def _runs_table(report: dict[str, Any], top: int) -> Any:
     table.add_column("model", overflow="fold", min_width=10)
     for name in ("ELR", "lr", "mom.", "wd", "val acc", "epochs", "s", "test acc (CI)"):
         table.add_column(name, justify="right", no_wrap=True)
+    recipes = [describe_extras(r.get("extras") or {}) for r in runs[:top]]
+    if any(recipes):
+        table.add_column("recipe", overflow="fold", min_width=8)
     test, chosen = report.get("test"), report.get("chosen") or {}
-    for r in runs[:top]:
+    for r, recipe in zip(runs[:top], recipes):
         is_chosen = r["config_id"] == chosen.get("config_id")
         cell = f"{test['accuracy']:.3f} ({test['ci95'][0]:.3f}-{test['ci95'][1]:.3f})" if is_chosen and test else "-"
         table.add_row(r["model"], f"{r['elr']:.3g}", f"{r['lr']:.3g}", f"{r['momentum']:g}", f"{r['weight_decay']:.2g}",
-                      f"{best_of(r):.4f}", f"{r['epochs']}/{report['max_epochs']}", f"{r['seconds']:.1f}", cell)
+                      f"{best_of(r):.4f}", f"{r['epochs']}/{report['max_epochs']}", f"{r['seconds']:.1f}", cell,
+                      *([recipe or "-"] if any(recipes) else []))
     return table
 
 
@@ -152,7 +162,8 @@ def print_search(out: Any, report: dict[str, Any], top: int, stop_reason: str | 
         out.print(_runs_table(report, top))
         out.print(
             f"[bold]best config[/]: {best['model']}  ELR {best['elr']:.4g}, lr = ELR * (1 - momentum) = "
-            f"{best['lr']:.4g}, momentum {best['momentum']:g}, weight decay {best['weight_decay']:.3g}: "
+            f"{best['lr']:.4g}, momentum {best['momentum']:g}, weight decay {best['weight_decay']:.3g}"
+            + (f", {describe_extras(best['extras'])}" if best.get("extras") else "") + ": "
             f"validation accuracy {best['accuracy']:.4f} at epoch {best['epoch']} of {best['max_epochs']} "
             f"({best['epochs']} trained, {best['seconds']:.0f}s; selected on validation)", highlight=False)
         out.print(_test_line(report), highlight=False, soft_wrap=True)

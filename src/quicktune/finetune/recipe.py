@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, fields
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -189,9 +190,31 @@ def _coerce(cls: type[Recipe], name: str, value: Any) -> Any:
         raise ValueError(f"extra `{name}` has an unreadable value {value!r}") from None
 
 
+# How `describe_extras` names an extra (others go by their own name).
+_LABELS = {"freeze_embedding": "frozen embedding", "linear_probing": "linear probing", "sp_reg": "L2-SP",
+           "warmup_epochs": "warm-up", "smoothing": "label smoothing", "pct_to_freeze": "frozen share"}
+
+
+def describe_extras(extras: Mapping[str, Any]) -> str:
+    """A config's extras in one short line for a table, the optimizer first, e.g. "adamw, sched
+    cosine, warm-up 1, frozen embedding, L2-SP 0.01"; "" for v1's recipe (no extras). A False flag
+    is left out (it is the default)."""
+    parts = [str(extras["optimizer"])] if "optimizer" in extras else []
+    for name in sorted(set(extras) - {"optimizer"}):
+        value = extras[name]
+        label = _LABELS.get(name, name)
+        if isinstance(value, bool):
+            parts.extend([label] if value else [])
+        elif isinstance(value, float):
+            parts.append(f"{label} {value:g}")
+        else:
+            parts.append(f"{label} {value}")
+    return ", ".join(parts)
+
+
 def recipe_extras() -> list[str]:
     """Every extra name the fine-tuner reads (for search spaces and docs)."""
     return [f.name for f in fields(Recipe)] + [n for n in _OTHER if n != "optimizer"]
 
 
-__all__ = ["AUGMENTATIONS", "AUTO_AUGMENT_POLICIES", "SCHEDULES", "UNSUPPORTED", "Recipe", "recipe_extras"]
+__all__ = ["AUGMENTATIONS", "AUTO_AUGMENT_POLICIES", "SCHEDULES", "UNSUPPORTED", "Recipe", "describe_extras", "recipe_extras"]

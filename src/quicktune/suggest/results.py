@@ -41,7 +41,7 @@ class SearchResults:
         raise NotImplementedError
 
     def incumbent(self) -> dict[str, Any] | None:
-        """The best run so far: {config_id, model, elr, lr, momentum, weight_decay, accuracy, epoch}."""
+        """The best run so far: {config_id, model, elr, lr, momentum, weight_decay, extras, accuracy, epoch}."""
         inc = self.optimizer.incumbent()
         if inc is None:
             return None
@@ -50,7 +50,7 @@ class SearchResults:
         epoch = next(t for t, v in enumerate(curve, start=1) if v == acc)
         c = self.configs[cid]
         return {"config_id": cid, "model": c.model, "elr": c.elr, "lr": c.lr, "momentum": c.momentum,
-                "weight_decay": c.weight_decay, "accuracy": float(acc), "epoch": epoch}
+                "weight_decay": c.weight_decay, "extras": dict(c.extras), "accuracy": float(acc), "epoch": epoch}
 
     @property
     def epochs_trained(self) -> int:
@@ -64,7 +64,8 @@ class SearchResults:
             c = self.configs[cid]
             out.append({
                 "config_id": cid, "model": c.model, "elr": c.elr, "lr": c.lr, "momentum": c.momentum,
-                "weight_decay": c.weight_decay, "curve": [float(r.val_acc) for r in ft.results],
+                "weight_decay": c.weight_decay, "extras": dict(c.extras),
+                "curve": [float(r.val_acc) for r in ft.results],
                 "epoch_seconds": [float(r.seconds) for r in ft.results], "seconds": float(sum(r.seconds for r in ft.results)),
                 "epochs": ft.epochs_done, "finished": ft.finished, "status": ft.status, "run_key": ft.run_key,
             })
