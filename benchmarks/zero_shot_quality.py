@@ -112,12 +112,13 @@ def default_config_index(train_tasks, model: str, held) -> int | None:
     return mine[int(((e - default) ** 2).sum(axis=1).argmin())]
 
 
-def evaluate_fold(name, table, train, held_out, steps, seed, sizes) -> list[dict]:
+def evaluate_fold(name, table, train, held_out, steps, seed, sizes, zero_shot_weight=None) -> list[dict]:
     from scipy.stats import norm, spearmanr
 
     from quicktune.surrogate.fit import meta_train
 
-    res = meta_train(table, steps=steps, seed=seed, datasets=train, val_fraction=0.0)
+    extra = {} if zero_shot_weight is None else {"zero_shot_weight": zero_shot_weight}
+    res = meta_train(table, steps=steps, seed=seed, datasets=train, val_fraction=0.0, **extra)
     s = res.surrogate
     s.condition(None, None)
     train_tasks = [table.task(d) for d in train]
@@ -200,6 +201,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--metadatasets", default="quicktune,v1")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--zero-shot-weight", type=float, default=None,
+                    help="meta_train's zero_shot_weight (default: its own; 0 = the ablation without the zero-shot loss)")
     a = ap.parse_args()
     out = a.out
     torch.set_num_threads(1)
@@ -219,7 +222,7 @@ def main() -> int:
             if not done.empty and set(held) <= set(done[done.metadataset == name].dataset):
                 continue  # resumable: this fold is in the CSV already
             train = [d for d in table.datasets if d not in held]
-            new = evaluate_fold(name, table, train, held, a.steps, a.seed, sizes)
+            new = evaluate_fold(name, table, train, held, a.steps, a.seed, sizes, a.zero_shot_weight)
             for r in new:
                 r["fold"] = k
             rows += new
@@ -227,6 +230,7 @@ def main() -> int:
             print(f"{name} fold {k}: {len(held)} held out, {time.perf_counter() - t0:.0f}s", flush=True)
     df = pd.DataFrame(rows)
     summary = {"setup": {"folds": a.folds, "seed": a.seed, "meta_training_steps_per_fold": a.steps,
+                         "zero_shot_weight": a.zero_shot_weight,
                          "note": "surrogate meta-trained per fold on the other folds' datasets only"}}
     for name, g in df.groupby("metadataset"):
         summary[name] = {"datasets": len(g)}
