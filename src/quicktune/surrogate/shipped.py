@@ -11,8 +11,9 @@ if TYPE_CHECKING:  # torch and gpytorch load only when a surrogate does
     from quicktune.surrogate.gp import Surrogate
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-# The one place that names the default surrogate (suggest's and the public API's).
-DEFAULT_SURROGATE = "v1"
+# The one place that names the default surrogate (suggest's and the public API's): the CPU
+# surrogate of the most complete embedded meta-dataset.
+DEFAULT_SURROGATE = "v2"
 DEFAULT_SURROGATE_PATH = ASSETS / f"surrogate_{DEFAULT_SURROGATE}.pt"
 
 
@@ -22,7 +23,8 @@ def shipped_surrogates() -> dict[str, Path]:
 
 
 def load_surrogate(name_or_path: str | os.PathLike[str] | None = None) -> Surrogate:
-    """A shipped surrogate by name (default "v1", meta-trained on the embedded meta-dataset) or a
+    """A shipped surrogate by name (default "v2", meta-trained on metadataset/v2: v1 plus the optimizer,
+    schedule, frozen-embedding and L2-SP runs; "v1", "quicktune") or a
     checkpoint file. ValueError, one line naming the file, when it is missing or not a surrogate."""
     from quicktune.surrogate.gp import Surrogate
 
