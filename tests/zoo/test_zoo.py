@@ -16,6 +16,7 @@ from tests.helpers import make_image_folder
 from tests.zoo.synthetic_zoo import CAP, write_synthetic_zoo
 
 runner = CliRunner()
+QUICKTUNE_SURROGATE = ASSETS / "surrogate_quicktune.pt"
 
 
 @pytest.fixture(scope="module")
@@ -120,15 +121,15 @@ def test_suggest_zoo_table_and_refusals(built):
     assert bad.exit_code == 2 and "--epochs <= 6" in bad.output
 
 
-@pytest.mark.skipif(not (ASSETS / "surrogate_quicktune.pt").is_file(), reason="the shipped Quick-Tune surrogate is not built")
+@pytest.mark.skipif(not QUICKTUNE_SURROGATE.is_file(), reason="the shipped Quick-Tune surrogate is not built")
 def test_the_shipped_quicktune_surrogate_ranks_the_24_timm_models(tmp_path, monkeypatch):
     from quicktune.suggest import load_surrogate
 
     s = load_surrogate("quicktune")
     zoo = Zoo.from_surrogate(s)
     assert len(zoo.models) == 24 and zoo.aliases["tf_efficientnet_b4_ns"] == "tf_efficientnet_b4.ns_jft_in1k"
-    assert (ASSETS / "surrogate_quicktune.pt").stat().st_size < 400_000
-    assert "BSD" in ((ASSETS / "surrogate_quicktune.pt").parent / "QUICKTUNE_METADATASET_LICENSE").read_text()
+    assert QUICKTUNE_SURROGATE.stat().st_size < 400_000
+    assert "BSD" in (ASSETS / "QUICKTUNE_METADATASET_LICENSE").read_text()
     data = make_image_folder(tmp_path / "data", classes=5, per_class=8, size=32)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     doc = _json(runner.invoke(app, ["suggest", "--data", str(data), "--zoo", "quicktune", "--json", "--top", "768"]))

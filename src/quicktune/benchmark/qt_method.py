@@ -51,8 +51,13 @@ CACHE_VERSION = 4  # 3: surrogate checkpoint format 2 (feature masking, clipping
 NO_ZERO_SHOT: dict[str, Any] = {"zero_shot_weight": 0.0}
 
 
+def meta_train_settings(meta_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """META_TRAIN with a method's overrides: what `prepare` meta-trains with and the cache key hashes."""
+    return {**META_TRAIN, **(meta_overrides or {})}
+
+
 def surrogate_path(fold: FoldContext, meta_overrides: dict[str, Any] | None = None) -> Path:
-    blob = json.dumps({"v": CACHE_VERSION, **META_TRAIN, **(meta_overrides or {})}, sort_keys=True,
+    blob = json.dumps({"v": CACHE_VERSION, **meta_train_settings(meta_overrides)}, sort_keys=True,
                       default=str).encode()
     tag = hashlib.sha256(blob).hexdigest()[:8]
     return Path(fold.cache_dir) / f"quicktune-{fold.key}-{tag}.pt"
@@ -70,7 +75,7 @@ def prepare(fold: FoldContext, meta_overrides: dict[str, Any] | None = None) -> 
     from quicktune.surrogate.fit import meta_train
 
     torch.set_num_threads(1)
-    result = meta_train(fold.train, **{**META_TRAIN, **(meta_overrides or {})})
+    result = meta_train(fold.train, **meta_train_settings(meta_overrides))
     result.surrogate.save(path)
 
 

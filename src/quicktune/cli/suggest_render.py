@@ -15,6 +15,22 @@ def format_clock(seconds: float) -> str:
     return format_duration(seconds, clock=True)
 
 
+def _recipe_suffix(extras: dict[str, Any] | None) -> str:
+    """", adamw, frozen embedding" to append to a config's line; "" for v1's recipe."""
+    text = describe_extras(extras or {})
+    return f", {text}" if text else ""
+
+
+def _recipe_cells(table: Any, recipes: list[str]) -> list[list[str]]:
+    """Adds a "recipe" column when any row has one (a surrogate that varies the recipe, v2:
+    optimizer, schedule, frozen embedding, L2-SP, or an AdamW row reads like momentum SGD; a v1
+    surrogate's rows have none) and returns each row's extra cells (none without the column)."""
+    if not any(recipes):
+        return [[] for _ in recipes]
+    table.add_column("recipe", overflow="fold", min_width=8)
+    return [[r or "-"] for r in recipes]
+
+
 class Dashboard:
     """The live view of a running search (rendered by rich on every refresh)."""
 
@@ -38,7 +54,7 @@ class Dashboard:
         inc = s.incumbent()
         grid.add_row("incumbent", "-" if inc is None else
                      f"{inc['model']}  ELR {inc['elr']:.3g} (lr {inc['lr']:.3g}, m {inc['momentum']:g}, "
-                     f"wd {inc['weight_decay']:.3g}{', ' + describe_extras(inc['extras']) if inc.get('extras') else ''})  acc [bold green]{inc['accuracy']:.4f}[/] at epoch {inc['epoch']}")
+                     f"wd {inc['weight_decay']:.3g}{_recipe_suffix(inc.get('extras'))})  acc [bold green]{inc['accuracy']:.4f}[/] at epoch {inc['epoch']}")
         if s.steps:
             last = s.steps[-1]
             c = s.configs[last.config_id]
@@ -88,15 +104,11 @@ def _ranking_table(preds: list[Any], top: int, title: str) -> Any:
     table.add_column("model", min_width=12, overflow="fold")
     for name in ("ELR", "lr", "mom.", "wd", "pred. acc", "pred. min"):
         table.add_column(name, justify="right", no_wrap=True)
-    # A surrogate that varies the recipe (v2: optimizer, schedule, frozen embedding, L2-SP) needs
-    # it shown, or an AdamW row reads like momentum SGD; a v1 surrogate's rows have none.
-    recipes = [describe_extras(dict(p.config.extras)) for p in preds[:top]]
-    if any(recipes):
-        table.add_column("recipe", overflow="fold", min_width=8)
-    for rank, (p, recipe) in enumerate(zip(preds[:top], recipes), start=1):
+    cells = _recipe_cells(table, [describe_extras(dict(p.config.extras)) for p in preds[:top]])
+    for rank, (p, recipe) in enumerate(zip(preds[:top], cells), start=1):
         c = p.config
         table.add_row(str(rank), c.model, f"{c.elr:.3g}", f"{c.lr:.3g}", f"{c.momentum:g}", f"{c.weight_decay:.2g}",
-                      f"{p.accuracy:.3f}±{p.std:.3f}", f"{p.seconds / 60:.1f}", *([recipe or "-"] if any(recipes) else []))
+                      f"{p.accuracy:.3f}±{p.std:.3f}", f"{p.seconds / 60:.1f}", *recipe)
     return table
 
 
@@ -116,16 +128,13 @@ def _runs_table(report: dict[str, Any], top: int) -> Any:
     table.add_column("model", overflow="fold", min_width=10)
     for name in ("ELR", "lr", "mom.", "wd", "val acc", "epochs", "s", "test acc (CI)"):
         table.add_column(name, justify="right", no_wrap=True)
-    recipes = [describe_extras(r.get("extras") or {}) for r in runs[:top]]
-    if any(recipes):
-        table.add_column("recipe", overflow="fold", min_width=8)
+    cells = _recipe_cells(table, [describe_extras(r.get("extras") or {}) for r in runs[:top]])
     test, chosen = report.get("test"), report.get("chosen") or {}
-    for r, recipe in zip(runs[:top], recipes):
+    for r, recipe in zip(runs[:top], cells):
         is_chosen = r["config_id"] == chosen.get("config_id")
         cell = f"{test['accuracy']:.3f} ({test['ci95'][0]:.3f}-{test['ci95'][1]:.3f})" if is_chosen and test else "-"
         table.add_row(r["model"], f"{r['elr']:.3g}", f"{r['lr']:.3g}", f"{r['momentum']:g}", f"{r['weight_decay']:.2g}",
-                      f"{best_of(r):.4f}", f"{r['epochs']}/{report['max_epochs']}", f"{r['seconds']:.1f}", cell,
-                      *([recipe or "-"] if any(recipes) else []))
+                      f"{best_of(r):.4f}", f"{r['epochs']}/{report['max_epochs']}", f"{r['seconds']:.1f}", cell, *recipe)
     return table
 
 
@@ -163,7 +172,7 @@ def print_search(out: Any, report: dict[str, Any], top: int, stop_reason: str | 
         out.print(
             f"[bold]best config[/]: {best['model']}  ELR {best['elr']:.4g}, lr = ELR * (1 - momentum) = "
             f"{best['lr']:.4g}, momentum {best['momentum']:g}, weight decay {best['weight_decay']:.3g}"
-            + (f", {describe_extras(best['extras'])}" if best.get("extras") else "") + ": "
+            f"{_recipe_suffix(best.get('extras'))}: "
             f"validation accuracy {best['accuracy']:.4f} at epoch {best['epoch']} of {best['max_epochs']} "
             f"({best['epochs']} trained, {best['seconds']:.0f}s; selected on validation)", highlight=False)
         out.print(_test_line(report), highlight=False, soft_wrap=True)
